@@ -1,0 +1,238 @@
+//! The Postgres adapter of the event log.
+
+use crate::{AppendError, Cursor, ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
+use futures_util::{Stream, TryStreamExt};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// Every whole-log read selects these columns, with the xid8 as text (sqlx has no xid8 type).
+const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+     transaction_id::text AS transaction_id, recorded_at, data, metadata";
+
+/// One statement checks the expected version and inserts the whole batch, so the
+/// insert is the transaction's first write: its xid is taken only now, after the
+/// stream head it builds on has committed. A racing append to the same stream
+/// fails on `events_stream_version_key`; a stale expectation inserts nothing.
+const APPEND: &str = "
+WITH head AS (
+    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
+SELECT $1, head.version + e.ord, e.event_id, e.event_type, e.schema_version, e.data, e.metadata
+FROM head,
+     unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::jsonb[])
+         WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, ord)
+WHERE $7::bigint IS NULL OR head.version = $7
+ORDER BY e.ord
+RETURNING event_id, event_type, schema_version, stream_id, stream_version, global_position,
+          transaction_id::text AS transaction_id, recorded_at, data, metadata";
+
+/// Restricts a whole-log read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only this stream.
+    pub stream_id: Option<String>,
+    /// Only these event types (empty: all).
+    pub event_types: Vec<String>,
+}
+
+/// The event log in a Postgres database.
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+impl PgEventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends `events` to `stream_id` if the stream is at `expected`; returns them as recorded.
+    pub async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordedEvent>, AppendError> {
+        let mut conn = self.pool.acquire().await?;
+        self.append_in(&mut conn, stream_id, expected, events).await
+    }
+
+    /// Appends inside the caller's transaction (make it the transaction's first write).
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordedEvent>, AppendError> {
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
+        let expected_head: Option<i64> = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => Some(to_i64(v)),
+        };
+        let idempotency_key = events.iter().find_map(NewEvent::idempotency_key);
+        let rows = sqlx::query(APPEND)
+            .bind(stream_id)
+            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+            .bind(expected_head)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| AppendError::from_insert(e, stream_id, expected.to_string(), idempotency_key))
+            .inspect_err(|e| {
+                if e.is_conflict() {
+                    metrics::counter!("event_store_append_conflicts_total").increment(1);
+                }
+            })?;
+        if rows.is_empty() {
+            metrics::counter!("event_store_append_conflicts_total").increment(1);
+            return Err(AppendError::Conflict { stream_id: stream_id.to_owned(), expected: expected.to_string() });
+        }
+        metrics::counter!("event_store_appended_events_total").increment(rows.len() as u64);
+        rows.iter().map(decode).collect::<Result<_, _>>().map_err(AppendError::Database)
+    }
+
+    /// The version of the stream's last event (0: no such stream).
+    pub async fn stream_version(&self, stream_id: &str) -> Result<u64, sqlx::Error> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// The stream's events with a version above `after_version`, in version order.
+    pub async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(to_i64(after_version))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The events of one message (sent, edited, deleted) in a stream, in version order.
+    pub async fn read_message_events(&self, stream_id: &str, message_id: Uuid) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND data ? 'message_id' \
+             AND data->>'message_id' = $2 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(message_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The first event appended with this idempotency key, if any.
+    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE metadata ? 'idempotency_key' AND metadata->>'idempotency_key' = $1 \
+             ORDER BY global_position LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Up to `limit` events after `after` in commit order, only those whose
+    /// transactions can no longer be overtaken by a running one.
+    pub async fn read_all(&self, after: Cursor, limit: i64, filter: &LogFilter) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        self.read_all_stream(after, limit, filter).try_collect().await
+    }
+
+    /// Like `read_all`, streamed row by row (constant memory for any `limit`).
+    pub fn read_all_stream<'a>(
+        &'a self,
+        after: Cursor,
+        limit: i64,
+        filter: &'a LogFilter,
+    ) -> impl Stream<Item = Result<RecordedEvent, sqlx::Error>> + 'a {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND ($3::text IS NULL OR stream_id = $3) \
+               AND (cardinality($4::text[]) = 0 OR event_type = ANY($4)) \
+             ORDER BY transaction_id, global_position \
+             LIMIT $5"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.transaction_id.to_string())
+            .bind(after.global_position)
+            .bind(filter.stream_id.clone())
+            .bind(filter.event_types.clone())
+            .bind(limit.max(0))
+            .fetch(&self.pool)
+            .and_then(|row| std::future::ready(decode(&row)))
+    }
+
+    /// The latest snapshot of a stream, if any.
+    pub async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
+        let row = sqlx::query("SELECT stream_version, snapshot_version, state FROM snapshots WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Snapshot {
+                stream_version: r.try_get::<i64, _>("stream_version")? as u64,
+                snapshot_version: r.try_get("snapshot_version")?,
+                state: r.try_get("state")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a snapshot unless a newer one is already there.
+    pub async fn save_snapshot(&self, stream_id: &str, snapshot: &Snapshot) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, stream_version, snapshot_version, state) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
+             snapshot_version = excluded.snapshot_version, state = excluded.state, taken_at = now() \
+             WHERE snapshots.stream_version < excluded.stream_version \
+                OR snapshots.snapshot_version <> excluded.snapshot_version",
+        )
+        .bind(stream_id)
+        .bind(to_i64(snapshot.stream_version))
+        .bind(snapshot.snapshot_version)
+        .bind(&snapshot.state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    let transaction_id: String = row.try_get("transaction_id")?;
+    Ok(RecordedEvent {
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get::<i32, _>("schema_version")? as u32,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+        global_position: row.try_get("global_position")?,
+        transaction_id: transaction_id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        recorded_at: row.try_get("recorded_at")?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+    })
+}

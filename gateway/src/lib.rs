@@ -1,0 +1,1 @@
+//! WebSocket gateway: live push, presence and typing (issue: gateway).

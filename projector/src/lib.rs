@@ -1,0 +1,1 @@
+//! Consumes the relayed event log from RabbitMQ and builds the read models (issue: read path).
