@@ -1,0 +1,13 @@
+//! The command side: HTTP endpoints that turn requests into domain commands,
+//! decide them against current aggregate state and append the resulting
+//! events to the log with an expected version.
+
+mod channels;
+mod error;
+mod executor;
+mod routes;
+
+pub use channels::ChannelRepository;
+pub use error::CommandError;
+pub use executor::{CommandContext, CommandService, Executed, Intent};
+pub use routes::configure;

@@ -2,11 +2,11 @@
 //! message sequence. Message bodies are not part of the state, so it stays
 //! bounded by the number of members however long the channel's history grows.
 
+use crate::DomainError;
 use crate::event::*;
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::message::MessageFacts;
 use crate::policy::MessagePolicy;
-use crate::DomainError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,14 +66,27 @@ pub enum ChannelCommand {
         max_members: Option<u32>,
     },
     Join,
-    Invite { user_id: UserId },
+    Invite {
+        user_id: UserId,
+    },
     Leave,
-    Kick { user_id: UserId },
-    Ban { user_id: UserId },
-    Unban { user_id: UserId },
-    ChangeRole { user_id: UserId, role: Role },
+    Kick {
+        user_id: UserId,
+    },
+    Ban {
+        user_id: UserId,
+    },
+    Unban {
+        user_id: UserId,
+    },
+    ChangeRole {
+        user_id: UserId,
+        role: Role,
+    },
     Archive,
-    SetMuted { muted: bool },
+    SetMuted {
+        muted: bool,
+    },
     SendMessage {
         message_id: MessageId,
         content: String,
@@ -85,8 +98,12 @@ pub enum ChannelCommand {
         message: Option<MessageFacts>,
         content: String,
     },
-    DeleteMessage { message: Option<MessageFacts> },
-    MarkRead { seq: u64 },
+    DeleteMessage {
+        message: Option<MessageFacts>,
+    },
+    MarkRead {
+        seq: u64,
+    },
 }
 
 impl Channel {
@@ -101,10 +118,20 @@ impl Channel {
         policy: &MessagePolicy,
     ) -> Result<Vec<Event>, DomainError> {
         let channel = match (state, command) {
-            (None, ChannelCommand::Create { channel_id, name, kind, max_members }) => {
+            (
+                None,
+                ChannelCommand::Create {
+                    channel_id,
+                    name,
+                    kind,
+                    max_members,
+                },
+            ) => {
                 return create(channel_id, actor, name, kind, max_members);
             }
-            (Some(_), ChannelCommand::Create { .. }) => return Err(DomainError::ChannelAlreadyExists),
+            (Some(_), ChannelCommand::Create { .. }) => {
+                return Err(DomainError::ChannelAlreadyExists);
+            }
             (None, _) => return Err(DomainError::ChannelNotFound),
             (Some(channel), command) => (channel, command),
         };
@@ -129,7 +156,10 @@ impl Channel {
                 if self.kind == ChannelKind::Private {
                     return Err(DomainError::PrivateChannel);
                 }
-                Ok(vec![Event::MemberJoined(MemberJoined { channel_id, user_id: actor })])
+                Ok(vec![Event::MemberJoined(MemberJoined {
+                    channel_id,
+                    user_id: actor,
+                })])
             }
             ChannelCommand::Invite { user_id } => {
                 self.require_role(actor, Role::Admin)?;
@@ -140,21 +170,32 @@ impl Channel {
                     return Err(DomainError::TargetBanned);
                 }
                 self.check_can_enter(user_id)?;
-                Ok(vec![Event::MemberInvited(MemberInvited { channel_id, user_id, invited_by: actor })])
+                Ok(vec![Event::MemberInvited(MemberInvited {
+                    channel_id,
+                    user_id,
+                    invited_by: actor,
+                })])
             }
             ChannelCommand::Leave => {
-                let member = self.member(actor)?;
-                if member.role == Role::Owner && self.members.len() > 1 {
+                // A channel never loses its owner: ownership is transferred, not dropped.
+                if self.member(actor)?.role == Role::Owner {
                     return Err(DomainError::OwnerCannotLeave);
                 }
-                Ok(vec![Event::MemberLeft(MemberLeft { channel_id, user_id: actor })])
+                Ok(vec![Event::MemberLeft(MemberLeft {
+                    channel_id,
+                    user_id: actor,
+                })])
             }
             ChannelCommand::Kick { user_id } => {
                 if user_id == actor {
                     return self.decide_existing(actor, ChannelCommand::Leave, policy);
                 }
                 self.require_outranks(actor, user_id)?;
-                Ok(vec![Event::MemberKicked(MemberKicked { channel_id, user_id, kicked_by: actor })])
+                Ok(vec![Event::MemberKicked(MemberKicked {
+                    channel_id,
+                    user_id,
+                    kicked_by: actor,
+                })])
             }
             ChannelCommand::Ban { user_id } => {
                 self.require_role(actor, Role::Admin)?;
@@ -167,14 +208,22 @@ impl Channel {
                 if self.members.contains_key(&user_id) {
                     self.require_outranks(actor, user_id)?;
                 }
-                Ok(vec![Event::MemberBanned(MemberBanned { channel_id, user_id, banned_by: actor })])
+                Ok(vec![Event::MemberBanned(MemberBanned {
+                    channel_id,
+                    user_id,
+                    banned_by: actor,
+                })])
             }
             ChannelCommand::Unban { user_id } => {
                 self.require_role(actor, Role::Admin)?;
                 if !self.banned.contains(&user_id) {
                     return Ok(vec![]);
                 }
-                Ok(vec![Event::MemberUnbanned(MemberUnbanned { channel_id, user_id, unbanned_by: actor })])
+                Ok(vec![Event::MemberUnbanned(MemberUnbanned {
+                    channel_id,
+                    user_id,
+                    unbanned_by: actor,
+                })])
             }
             ChannelCommand::ChangeRole { user_id, role } => self.change_role(actor, user_id, role),
             ChannelCommand::Archive => {
@@ -182,17 +231,31 @@ impl Channel {
                 if self.archived {
                     return Ok(vec![]);
                 }
-                Ok(vec![Event::ChannelArchived(ChannelArchived { channel_id, archived_by: actor })])
+                Ok(vec![Event::ChannelArchived(ChannelArchived {
+                    channel_id,
+                    archived_by: actor,
+                })])
             }
             ChannelCommand::SetMuted { muted } => {
                 let member = self.member(actor)?;
                 Ok(match (member.muted, muted) {
-                    (false, true) => vec![Event::ChannelMuted(ChannelMuted { channel_id, user_id: actor })],
-                    (true, false) => vec![Event::ChannelUnmuted(ChannelUnmuted { channel_id, user_id: actor })],
+                    (false, true) => vec![Event::ChannelMuted(ChannelMuted {
+                        channel_id,
+                        user_id: actor,
+                    })],
+                    (true, false) => vec![Event::ChannelUnmuted(ChannelUnmuted {
+                        channel_id,
+                        user_id: actor,
+                    })],
                     _ => vec![],
                 })
             }
-            ChannelCommand::SendMessage { message_id, content, message_type, client_msg_id } => {
+            ChannelCommand::SendMessage {
+                message_id,
+                content,
+                message_type,
+                client_msg_id,
+            } => {
                 self.member(actor)?;
                 self.require_open()?;
                 policy.check_type(&message_type)?;
@@ -231,7 +294,9 @@ impl Channel {
                     _ => return Err(DomainError::MessageNotFound),
                 };
                 if message.sender_id != actor && role < Role::Admin {
-                    return Err(DomainError::InsufficientRole { required: "sender, owner or admin" });
+                    return Err(DomainError::InsufficientRole {
+                        required: "sender, owner or admin",
+                    });
                 }
                 if message.deleted {
                     return Ok(vec![]);
@@ -247,20 +312,41 @@ impl Channel {
             ChannelCommand::MarkRead { seq } => {
                 let member = self.member(actor)?;
                 if seq > self.last_seq {
-                    return Err(DomainError::SeqOutOfRange { seq, last_seq: self.last_seq });
+                    return Err(DomainError::SeqOutOfRange {
+                        seq,
+                        last_seq: self.last_seq,
+                    });
                 }
                 if seq <= member.read_seq {
                     return Ok(vec![]);
                 }
-                Ok(vec![Event::ReadUpTo(ReadUpTo { channel_id, user_id: actor, seq })])
+                Ok(vec![Event::ReadUpTo(ReadUpTo {
+                    channel_id,
+                    user_id: actor,
+                    seq,
+                })])
             }
         }
     }
 
-    fn change_role(&self, actor: UserId, user_id: UserId, role: Role) -> Result<Vec<Event>, DomainError> {
+    fn change_role(
+        &self,
+        actor: UserId,
+        user_id: UserId,
+        role: Role,
+    ) -> Result<Vec<Event>, DomainError> {
         let channel_id = self.id;
         let actor_role = self.member(actor)?.role;
-        let current = self.members.get(&user_id).ok_or(DomainError::TargetNotAMember)?.role;
+        if actor_role < Role::Admin {
+            return Err(DomainError::InsufficientRole {
+                required: "owner or admin",
+            });
+        }
+        let current = self
+            .members
+            .get(&user_id)
+            .ok_or(DomainError::TargetNotAMember)?
+            .role;
         if current == role {
             return Ok(vec![]);
         }
@@ -270,12 +356,19 @@ impl Channel {
                 return Err(DomainError::InsufficientRole { required: "owner" });
             }
             return Ok(vec![
-                Event::MemberRoleChanged(MemberRoleChanged { channel_id, user_id, role: Role::Owner, changed_by: actor }),
-                Event::MemberRoleChanged(MemberRoleChanged { channel_id, user_id: actor, role: Role::Admin, changed_by: actor }),
+                Event::MemberRoleChanged(MemberRoleChanged {
+                    channel_id,
+                    user_id,
+                    role: Role::Owner,
+                    changed_by: actor,
+                }),
+                Event::MemberRoleChanged(MemberRoleChanged {
+                    channel_id,
+                    user_id: actor,
+                    role: Role::Admin,
+                    changed_by: actor,
+                }),
             ]);
-        }
-        if actor_role < Role::Admin {
-            return Err(DomainError::InsufficientRole { required: "owner or admin" });
         }
         if user_id != actor && current >= actor_role {
             return Err(DomainError::OutrankedTarget);
@@ -284,28 +377,41 @@ impl Channel {
             // An owner stepping down would leave the channel ownerless.
             return Err(DomainError::OwnerCannotLeave);
         }
-        Ok(vec![Event::MemberRoleChanged(MemberRoleChanged { channel_id, user_id, role, changed_by: actor })])
+        Ok(vec![Event::MemberRoleChanged(MemberRoleChanged {
+            channel_id,
+            user_id,
+            role,
+            changed_by: actor,
+        })])
     }
 
     fn member(&self, user: UserId) -> Result<&Member, DomainError> {
-        self.members.get(&user).ok_or(if self.banned.contains(&user) {
-            DomainError::Banned
-        } else {
-            DomainError::NotAMember
-        })
+        self.members
+            .get(&user)
+            .ok_or(if self.banned.contains(&user) {
+                DomainError::Banned
+            } else {
+                DomainError::NotAMember
+            })
     }
 
     fn require_role(&self, actor: UserId, at_least: Role) -> Result<(), DomainError> {
         if self.member(actor)?.role >= at_least {
             Ok(())
         } else {
-            Err(DomainError::InsufficientRole { required: "owner or admin" })
+            Err(DomainError::InsufficientRole {
+                required: "owner or admin",
+            })
         }
     }
 
     fn require_outranks(&self, actor: UserId, target: UserId) -> Result<(), DomainError> {
         self.require_role(actor, Role::Admin)?;
-        let target_role = self.members.get(&target).ok_or(DomainError::TargetNotAMember)?.role;
+        let target_role = self
+            .members
+            .get(&target)
+            .ok_or(DomainError::TargetNotAMember)?
+            .role;
         if self.member(actor)?.role > target_role {
             Ok(())
         } else {
@@ -328,7 +434,11 @@ impl Channel {
     }
 
     fn require_open(&self) -> Result<(), DomainError> {
-        if self.archived { Err(DomainError::ChannelArchived) } else { Ok(()) }
+        if self.archived {
+            Err(DomainError::ChannelArchived)
+        } else {
+            Ok(())
+        }
     }
 
     fn live_message(&self, message: Option<MessageFacts>) -> Result<MessageFacts, DomainError> {
@@ -343,7 +453,14 @@ impl Channel {
     pub fn evolve(state: Option<Channel>, event: &Event) -> Option<Channel> {
         if let Event::ChannelCreated(e) = event {
             let mut members = BTreeMap::new();
-            members.insert(e.owner_id, Member { role: Role::Owner, muted: false, read_seq: 0 });
+            members.insert(
+                e.owner_id,
+                Member {
+                    role: Role::Owner,
+                    muted: false,
+                    read_seq: 0,
+                },
+            );
             return Some(Channel {
                 id: e.channel_id,
                 name: e.name.clone(),
@@ -359,7 +476,14 @@ impl Channel {
         match event {
             Event::MemberJoined(MemberJoined { user_id, .. })
             | Event::MemberInvited(MemberInvited { user_id, .. }) => {
-                channel.members.insert(*user_id, Member { role: Role::Member, muted: false, read_seq: 0 });
+                channel.members.insert(
+                    *user_id,
+                    Member {
+                        role: Role::Member,
+                        muted: false,
+                        read_seq: 0,
+                    },
+                );
             }
             Event::MemberLeft(MemberLeft { user_id, .. })
             | Event::MemberKicked(MemberKicked { user_id, .. }) => {
@@ -378,8 +502,12 @@ impl Channel {
                 }
             }
             Event::ChannelArchived(_) => channel.archived = true,
-            Event::ChannelMuted(ChannelMuted { user_id, .. }) => set_muted(&mut channel, *user_id, true),
-            Event::ChannelUnmuted(ChannelUnmuted { user_id, .. }) => set_muted(&mut channel, *user_id, false),
+            Event::ChannelMuted(ChannelMuted { user_id, .. }) => {
+                set_muted(&mut channel, *user_id, true)
+            }
+            Event::ChannelUnmuted(ChannelUnmuted { user_id, .. }) => {
+                set_muted(&mut channel, *user_id, false)
+            }
             Event::MessageSent(e) => channel.last_seq = channel.last_seq.max(e.seq),
             Event::ReadUpTo(e) => {
                 if let Some(m) = channel.members.get_mut(&e.user_id) {
@@ -413,12 +541,24 @@ fn create(
         return Err(DomainError::invalid("name", "must not be empty"));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(DomainError::invalid("name", format!("at most {MAX_NAME_CHARS} characters")));
+        return Err(DomainError::invalid(
+            "name",
+            format!("at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     if let Some(max) = max_members
         && !(1..=MAX_MEMBERS_LIMIT).contains(&max)
     {
-        return Err(DomainError::invalid("max_members", format!("must be between 1 and {MAX_MEMBERS_LIMIT}")));
+        return Err(DomainError::invalid(
+            "max_members",
+            format!("must be between 1 and {MAX_MEMBERS_LIMIT}"),
+        ));
     }
-    Ok(vec![Event::ChannelCreated(ChannelCreated { channel_id, name, kind, max_members, owner_id })])
+    Ok(vec![Event::ChannelCreated(ChannelCreated {
+        channel_id,
+        name,
+        kind,
+        max_members,
+        owner_id,
+    })])
 }

@@ -68,10 +68,20 @@ impl DomainError {
                 ErrorKind::NotFound
             }
             ChannelAlreadyExists | UserAlreadyExists => ErrorKind::Conflict,
-            NotAMember | Banned | PrivateChannel | InsufficientRole { .. } | OutrankedTarget
+            NotAMember
+            | Banned
+            | PrivateChannel
+            | InsufficientRole { .. }
+            | OutrankedTarget
             | NotSender => ErrorKind::Forbidden,
-            TargetBanned | ChannelArchived | ChannelFull | OwnerCannotLeave | MessageDeleted
-            | BannedWord | SeqOutOfRange { .. } | Invalid { .. } => ErrorKind::Unprocessable,
+            TargetBanned
+            | ChannelArchived
+            | ChannelFull
+            | OwnerCannotLeave
+            | MessageDeleted
+            | BannedWord
+            | SeqOutOfRange { .. }
+            | Invalid { .. } => ErrorKind::Unprocessable,
         }
     }
 

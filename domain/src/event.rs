@@ -253,7 +253,11 @@ impl Event {
 
     /// Decodes a stored event of any known schema version, upcasting it first.
     pub fn from_stored(stored: &StoredEvent) -> Result<Event, DecodeError> {
-        let data = upcast(&stored.event_type, stored.schema_version, stored.data.clone())?;
+        let data = upcast(
+            &stored.event_type,
+            stored.schema_version,
+            stored.data.clone(),
+        )?;
         let tagged = serde_json::json!({ "event_type": stored.event_type, "data": data });
         serde_json::from_value(tagged).map_err(|source| DecodeError::Shape {
             event_type: stored.event_type.clone(),

@@ -21,7 +21,10 @@ impl Default for MessagePolicy {
 
 impl MessagePolicy {
     /// A policy with the given length limit and banned words; types `text`, `image`, `file`.
-    pub fn new(max_content_chars: usize, banned_words: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+    pub fn new(
+        max_content_chars: usize,
+        banned_words: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Self {
         Self {
             max_content_chars,
             banned_words: banned_words
@@ -42,7 +45,10 @@ impl MessagePolicy {
         if chars > self.max_content_chars {
             return Err(DomainError::invalid(
                 "content",
-                format!("{chars} characters is over the limit of {}", self.max_content_chars),
+                format!(
+                    "{chars} characters is over the limit of {}",
+                    self.max_content_chars
+                ),
             ));
         }
         if !self.banned_words.is_empty() {

@@ -61,7 +61,9 @@ fn channel_created_v1_to_v2(mut data: Value) -> Result<Value, UpcastError> {
         version: 1,
         reason,
     };
-    let object = data.as_object_mut().ok_or(malformed("data is not an object"))?;
+    let object = data
+        .as_object_mut()
+        .ok_or(malformed("data is not an object"))?;
     let private = object
         .remove("private")
         .and_then(|p| p.as_bool())
@@ -97,7 +99,8 @@ mod tests {
             schema_version: 1,
             data: json!({"channel_id": channel, "name": "general", "private": true, "owner_id": owner}),
         };
-        let Event::ChannelCreated(created) = Event::from_stored(&stored).expect("v1 decodes") else {
+        let Event::ChannelCreated(created) = Event::from_stored(&stored).expect("v1 decodes")
+        else {
             panic!("wrong variant");
         };
         assert_eq!(created.kind, ChannelKind::Private);
@@ -119,7 +122,10 @@ mod tests {
 
     #[test]
     fn unknown_types_and_future_versions_are_errors() {
-        assert!(matches!(upcast("Nope", 1, json!({})), Err(UpcastError::UnknownType(_))));
+        assert!(matches!(
+            upcast("Nope", 1, json!({})),
+            Err(UpcastError::UnknownType(_))
+        ));
         assert!(matches!(
             upcast("MessageSent", 2, json!({})),
             Err(UpcastError::UnknownVersion { .. })

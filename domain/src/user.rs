@@ -1,8 +1,8 @@
 //! The user aggregate: registration and the username rules.
 
+use crate::DomainError;
 use crate::event::{Event, UserRegistered};
 use crate::ids::UserId;
-use crate::DomainError;
 use serde::{Deserialize, Serialize};
 
 /// A registered user.
@@ -32,17 +32,40 @@ impl User {
         }
         let username = command.username;
         if !USERNAME_CHARS.contains(&username.chars().count()) {
-            return Err(DomainError::invalid("username", "must be 3 to 32 characters"));
+            return Err(DomainError::invalid(
+                "username",
+                "must be 3 to 32 characters",
+            ));
         }
-        if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-            return Err(DomainError::invalid("username", "may contain only letters, digits, '_', '.' and '-'"));
+        if !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(DomainError::invalid(
+                "username",
+                "may contain only letters, digits, '_', '.' and '-'",
+            ));
         }
-        let display_name = command.display_name.map(|d| d.trim().to_owned()).unwrap_or_default();
-        let display_name = if display_name.is_empty() { username.clone() } else { display_name };
+        let display_name = command
+            .display_name
+            .map(|d| d.trim().to_owned())
+            .unwrap_or_default();
+        let display_name = if display_name.is_empty() {
+            username.clone()
+        } else {
+            display_name
+        };
         if display_name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-            return Err(DomainError::invalid("display_name", format!("at most {MAX_DISPLAY_NAME_CHARS} characters")));
+            return Err(DomainError::invalid(
+                "display_name",
+                format!("at most {MAX_DISPLAY_NAME_CHARS} characters"),
+            ));
         }
-        Ok(vec![Event::UserRegistered(UserRegistered { user_id: command.user_id, username, display_name })])
+        Ok(vec![Event::UserRegistered(UserRegistered {
+            user_id: command.user_id,
+            username,
+            display_name,
+        })])
     }
 
     /// Folds one event into the state.

@@ -15,7 +15,11 @@ pub enum ConnectError {
     #[error(
         "cannot reach PostgreSQL at {host}:{port} ({source}); start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
     )]
-    Unreachable { host: String, port: u16, source: sqlx::Error },
+    Unreachable {
+        host: String,
+        port: u16,
+        source: sqlx::Error,
+    },
     #[error("cannot create database {name}: {source}")]
     Create { name: String, source: sqlx::Error },
     #[error("migrating the event log failed: {0}")]
@@ -53,11 +57,12 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()
     let mut conn = PgConnection::connect_with(&maintenance)
         .await
         .map_err(|source| unreachable(options, source))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|source| unreachable(options, source))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|source| unreachable(options, source))?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
@@ -66,7 +71,11 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()
         match created {
             Ok(_) => tracing::info!(database = %name, "created database"),
             // 42P04 duplicate_database, 23505 unique_violation: another process won the race.
-            Err(e) if matches!(e.as_database_error().and_then(|d| d.code()).as_deref(), Some("42P04" | "23505")) => {}
+            Err(e)
+                if matches!(
+                    e.as_database_error().and_then(|d| d.code()).as_deref(),
+                    Some("42P04" | "23505")
+                ) => {}
             Err(source) => return Err(ConnectError::Create { name, source }),
         }
     }
@@ -75,5 +84,9 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()
 }
 
 fn unreachable(options: &PgConnectOptions, source: sqlx::Error) -> ConnectError {
-    ConnectError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), source }
+    ConnectError::Unreachable {
+        host: options.get_host().to_owned(),
+        port: options.get_port(),
+        source,
+    }
 }

@@ -13,7 +13,10 @@ pub struct Cursor {
 
 impl Cursor {
     /// Before the first event.
-    pub const START: Cursor = Cursor { transaction_id: 0, global_position: 0 };
+    pub const START: Cursor = Cursor {
+        transaction_id: 0,
+        global_position: 0,
+    };
 }
 
 impl fmt::Display for Cursor {
@@ -38,7 +41,10 @@ impl FromStr for Cursor {
         if global_position < 0 {
             return Err(invalid());
         }
-        Ok(Cursor { transaction_id, global_position })
+        Ok(Cursor {
+            transaction_id,
+            global_position,
+        })
     }
 }
 
@@ -48,7 +54,10 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let c = Cursor { transaction_id: 812, global_position: 77 };
+        let c = Cursor {
+            transaction_id: 812,
+            global_position: 77,
+        };
         assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
         for bad in ["", "12", "a-1", "1-b", "1--2", "-1-2", "1-2-3"] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad} parsed");
@@ -57,8 +66,14 @@ mod tests {
 
     #[test]
     fn orders_by_transaction_then_position() {
-        let early_tx_late_pos = Cursor { transaction_id: 5, global_position: 100 };
-        let late_tx_early_pos = Cursor { transaction_id: 6, global_position: 3 };
+        let early_tx_late_pos = Cursor {
+            transaction_id: 5,
+            global_position: 100,
+        };
+        let late_tx_early_pos = Cursor {
+            transaction_id: 6,
+            global_position: 3,
+        };
         assert!(early_tx_late_pos < late_tx_early_pos);
     }
 }

@@ -19,8 +19,16 @@ pub enum AppendError {
 
 impl AppendError {
     /// Classifies a unique violation from an insert into `events`.
-    pub(crate) fn from_insert(err: sqlx::Error, stream_id: &str, expected: String, idempotency_key: Option<&str>) -> Self {
-        let constraint = err.as_database_error().and_then(|e| e.constraint()).map(str::to_owned);
+    pub(crate) fn from_insert(
+        err: sqlx::Error,
+        stream_id: &str,
+        expected: String,
+        idempotency_key: Option<&str>,
+    ) -> Self {
+        let constraint = err
+            .as_database_error()
+            .and_then(|e| e.constraint())
+            .map(str::to_owned);
         match constraint.as_deref() {
             Some("events_stream_version_key") => AppendError::Conflict {
                 stream_id: stream_id.to_owned(),

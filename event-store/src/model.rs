@@ -40,7 +40,9 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub(crate) fn idempotency_key(&self) -> Option<&str> {
-        self.metadata.get("idempotency_key").and_then(|k| k.as_str())
+        self.metadata
+            .get("idempotency_key")
+            .and_then(|k| k.as_str())
     }
 }
 
@@ -63,7 +65,10 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// Where a whole-log reader stands after this event.
     pub fn cursor(&self) -> Cursor {
-        Cursor { transaction_id: self.transaction_id, global_position: self.global_position }
+        Cursor {
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+        }
     }
 }
 

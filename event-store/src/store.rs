@@ -83,14 +83,31 @@ impl PgEventStore {
         let rows = sqlx::query(APPEND)
             .bind(stream_id)
             .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_type.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.schema_version as i32)
+                    .collect::<Vec<_>>(),
+            )
             .bind(events.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.metadata.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(expected_head)
             .fetch_all(&mut *conn)
             .await
-            .map_err(|e| AppendError::from_insert(e, stream_id, expected.to_string(), idempotency_key))
+            .map_err(|e| {
+                AppendError::from_insert(e, stream_id, expected.to_string(), idempotency_key)
+            })
             .inspect_err(|e| {
                 if e.is_conflict() {
                     metrics::counter!("event_store_append_conflicts_total").increment(1);
@@ -98,23 +115,34 @@ impl PgEventStore {
             })?;
         if rows.is_empty() {
             metrics::counter!("event_store_append_conflicts_total").increment(1);
-            return Err(AppendError::Conflict { stream_id: stream_id.to_owned(), expected: expected.to_string() });
+            return Err(AppendError::Conflict {
+                stream_id: stream_id.to_owned(),
+                expected: expected.to_string(),
+            });
         }
         metrics::counter!("event_store_appended_events_total").increment(rows.len() as u64);
-        rows.iter().map(decode).collect::<Result<_, _>>().map_err(AppendError::Database)
+        rows.iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(AppendError::Database)
     }
 
     /// The version of the stream's last event (0: no such stream).
     pub async fn stream_version(&self, stream_id: &str) -> Result<u64, sqlx::Error> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(v.unwrap_or(0) as u64)
     }
 
     /// The stream's events with a version above `after_version`, in version order.
-    pub async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
         );
@@ -127,7 +155,11 @@ impl PgEventStore {
     }
 
     /// The events of one message (sent, edited, deleted) in a stream, in version order.
-    pub async fn read_message_events(&self, stream_id: &str, message_id: Uuid) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    pub async fn read_message_events(
+        &self,
+        stream_id: &str,
+        message_id: Uuid,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND data ? 'message_id' \
              AND data->>'message_id' = $2 ORDER BY stream_version"
@@ -141,19 +173,32 @@ impl PgEventStore {
     }
 
     /// The first event appended with this idempotency key, if any.
-    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<RecordedEvent>, sqlx::Error> {
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<RecordedEvent>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE metadata ? 'idempotency_key' AND metadata->>'idempotency_key' = $1 \
              ORDER BY global_position LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// Up to `limit` events after `after` in commit order, only those whose
     /// transactions can no longer be overtaken by a running one.
-    pub async fn read_all(&self, after: Cursor, limit: i64, filter: &LogFilter) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_all_stream(after, limit, filter).try_collect().await
+    pub async fn read_all(
+        &self,
+        after: Cursor,
+        limit: i64,
+        filter: &LogFilter,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        self.read_all_stream(after, limit, filter)
+            .try_collect()
+            .await
     }
 
     /// Like `read_all`, streamed row by row (constant memory for any `limit`).
@@ -184,10 +229,12 @@ impl PgEventStore {
 
     /// The latest snapshot of a stream, if any.
     pub async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
-        let row = sqlx::query("SELECT stream_version, snapshot_version, state FROM snapshots WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT stream_version, snapshot_version, state FROM snapshots WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(Snapshot {
                 stream_version: r.try_get::<i64, _>("stream_version")? as u64,
@@ -199,7 +246,11 @@ impl PgEventStore {
     }
 
     /// Stores a snapshot unless a newer one is already there.
-    pub async fn save_snapshot(&self, stream_id: &str, snapshot: &Snapshot) -> Result<(), sqlx::Error> {
+    pub async fn save_snapshot(
+        &self,
+        stream_id: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO snapshots (stream_id, stream_version, snapshot_version, state) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
@@ -230,7 +281,9 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         stream_id: row.try_get("stream_id")?,
         stream_version: row.try_get::<i64, _>("stream_version")? as u64,
         global_position: row.try_get("global_position")?,
-        transaction_id: transaction_id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        transaction_id: transaction_id
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         recorded_at: row.try_get("recorded_at")?,
         data: row.try_get("data")?,
         metadata: row.try_get("metadata")?,

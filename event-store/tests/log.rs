@@ -1,7 +1,9 @@
 //! The event log against a real Postgres: expected versions, concurrent
 //! appends, idempotency keys, snapshots, and whole-log reads in commit order.
 
-use event_store::{AppendError, Cursor, ExpectedVersion, LogFilter, NewEvent, PgEventStore, Snapshot};
+use event_store::{
+    AppendError, Cursor, ExpectedVersion, LogFilter, NewEvent, PgEventStore, Snapshot,
+};
 use rand::Rng;
 use serde_json::json;
 use std::collections::HashSet;
@@ -25,41 +27,87 @@ async fn expected_versions_are_enforced() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
 
-    let first = store.append("s-1", ExpectedVersion::NoStream, &[event(1), event(2)]).await.expect("new stream");
-    assert_eq!(first.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2]);
+    let first = store
+        .append("s-1", ExpectedVersion::NoStream, &[event(1), event(2)])
+        .await
+        .expect("new stream");
+    assert_eq!(
+        first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 
-    let again = store.append("s-1", ExpectedVersion::NoStream, &[event(3)]).await;
-    assert!(matches!(again, Err(AppendError::Conflict { .. })), "{again:?}");
-    let stale = store.append("s-1", ExpectedVersion::Exact(1), &[event(3)]).await;
-    assert!(matches!(stale, Err(AppendError::Conflict { .. })), "{stale:?}");
-    let ahead = store.append("s-1", ExpectedVersion::Exact(7), &[event(3)]).await;
-    assert!(matches!(ahead, Err(AppendError::Conflict { .. })), "a version ahead must not leave a gap: {ahead:?}");
+    let again = store
+        .append("s-1", ExpectedVersion::NoStream, &[event(3)])
+        .await;
+    assert!(
+        matches!(again, Err(AppendError::Conflict { .. })),
+        "{again:?}"
+    );
+    let stale = store
+        .append("s-1", ExpectedVersion::Exact(1), &[event(3)])
+        .await;
+    assert!(
+        matches!(stale, Err(AppendError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let ahead = store
+        .append("s-1", ExpectedVersion::Exact(7), &[event(3)])
+        .await;
+    assert!(
+        matches!(ahead, Err(AppendError::Conflict { .. })),
+        "a version ahead must not leave a gap: {ahead:?}"
+    );
 
-    let exact = store.append("s-1", ExpectedVersion::Exact(2), &[event(3)]).await.expect("exact");
+    let exact = store
+        .append("s-1", ExpectedVersion::Exact(2), &[event(3)])
+        .await
+        .expect("exact");
     assert_eq!(exact[0].stream_version, 3);
-    let any = store.append("s-1", ExpectedVersion::Any, &[event(4)]).await.expect("any");
+    let any = store
+        .append("s-1", ExpectedVersion::Any, &[event(4)])
+        .await
+        .expect("any");
     assert_eq!(any[0].stream_version, 4);
     assert_eq!(store.stream_version("s-1").await.expect("version"), 4);
     assert_eq!(store.stream_version("nope").await.expect("version"), 0);
 
     let read = store.read_stream("s-1", 2).await.expect("read");
-    assert_eq!(read.iter().map(|e| e.data["n"].as_u64()).collect::<Vec<_>>(), vec![Some(3), Some(4)]);
+    assert_eq!(
+        read.iter()
+            .map(|e| e.data["n"].as_u64())
+            .collect::<Vec<_>>(),
+        vec![Some(3), Some(4)]
+    );
 }
 
 #[tokio::test]
 async fn concurrent_appends_to_one_stream_have_exactly_one_winner() {
     let db = TestDb::new_event_log().await;
     let store = Arc::new(PgEventStore::new(db.pool.clone()));
-    store.append("hot", ExpectedVersion::NoStream, &[event(0)]).await.expect("seed");
+    store
+        .append("hot", ExpectedVersion::NoStream, &[event(0)])
+        .await
+        .expect("seed");
 
     let attempts = (0..16).map(|i| {
         let store = store.clone();
-        tokio::spawn(async move { store.append("hot", ExpectedVersion::Exact(1), &[event(i)]).await })
+        tokio::spawn(async move {
+            store
+                .append("hot", ExpectedVersion::Exact(1), &[event(i)])
+                .await
+        })
     });
     let results = futures_util::future::join_all(attempts).await;
-    let (won, lost): (Vec<_>, Vec<_>) = results.into_iter().map(|r| r.expect("task")).partition(Result::is_ok);
+    let (won, lost): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .partition(Result::is_ok);
     assert_eq!(won.len(), 1);
-    assert!(lost.iter().all(|r| matches!(r, Err(AppendError::Conflict { .. }))), "{lost:?}");
+    assert!(
+        lost.iter()
+            .all(|r| matches!(r, Err(AppendError::Conflict { .. }))),
+        "{lost:?}"
+    );
     assert_eq!(store.stream_version("hot").await.expect("version"), 2);
 }
 
@@ -69,27 +117,57 @@ async fn an_idempotency_key_is_used_once() {
     let store = PgEventStore::new(db.pool.clone());
     let mut keyed = event(1);
     keyed.metadata = json!({ "idempotency_key": "u1:k1" });
-    let first = store.append("s", ExpectedVersion::Any, &[keyed.clone()]).await.expect("first");
+    let first = store
+        .append("s", ExpectedVersion::Any, &[keyed.clone()])
+        .await
+        .expect("first");
 
     keyed.event_id = Uuid::new_v4();
     let repeat = store.append("other", ExpectedVersion::Any, &[keyed]).await;
-    assert!(matches!(repeat, Err(AppendError::DuplicateIdempotencyKey(ref k)) if k == "u1:k1"), "{repeat:?}");
-    assert_eq!(store.stream_version("other").await.expect("version"), 0, "nothing appended");
+    assert!(
+        matches!(repeat, Err(AppendError::DuplicateIdempotencyKey(ref k)) if k == "u1:k1"),
+        "{repeat:?}"
+    );
+    assert_eq!(
+        store.stream_version("other").await.expect("version"),
+        0,
+        "nothing appended"
+    );
 
-    let found = store.find_by_idempotency_key("u1:k1").await.expect("lookup").expect("found");
+    let found = store
+        .find_by_idempotency_key("u1:k1")
+        .await
+        .expect("lookup")
+        .expect("found");
     assert_eq!(found.event_id, first[0].event_id);
-    assert!(store.find_by_idempotency_key("u1:k2").await.expect("lookup").is_none());
+    assert!(
+        store
+            .find_by_idempotency_key("u1:k2")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn snapshots_only_move_forward() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
-    let snap = |v| Snapshot { stream_version: v, snapshot_version: 1, state: json!({ "v": v }) };
+    let snap = |v| Snapshot {
+        stream_version: v,
+        snapshot_version: 1,
+        state: json!({ "v": v }),
+    };
     assert!(store.load_snapshot("s").await.expect("load").is_none());
     store.save_snapshot("s", &snap(10)).await.expect("save");
-    store.save_snapshot("s", &snap(5)).await.expect("older save is ignored");
-    assert_eq!(store.load_snapshot("s").await.expect("load"), Some(snap(10)));
+    store
+        .save_snapshot("s", &snap(5))
+        .await
+        .expect("older save is ignored");
+    assert_eq!(
+        store.load_snapshot("s").await.expect("load"),
+        Some(snap(10))
+    );
 }
 
 #[tokio::test]
@@ -97,14 +175,38 @@ async fn message_events_are_found_by_message_id() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
     let (m1, m2) = (Uuid::new_v4(), Uuid::new_v4());
-    let msg = |m: Uuid, t: &str| NewEvent { data: json!({ "message_id": m }), event_type: t.into(), ..event(0) };
+    let msg = |m: Uuid, t: &str| NewEvent {
+        data: json!({ "message_id": m }),
+        event_type: t.into(),
+        ..event(0)
+    };
     store
-        .append("c", ExpectedVersion::Any, &[msg(m1, "MessageSent"), msg(m2, "MessageSent"), msg(m1, "MessageDeleted")])
+        .append(
+            "c",
+            ExpectedVersion::Any,
+            &[
+                msg(m1, "MessageSent"),
+                msg(m2, "MessageSent"),
+                msg(m1, "MessageDeleted"),
+            ],
+        )
         .await
         .expect("append");
     let found = store.read_message_events("c", m1).await.expect("read");
-    assert_eq!(found.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), vec!["MessageSent", "MessageDeleted"]);
-    assert!(store.read_message_events("other", m1).await.expect("read").is_empty());
+    assert_eq!(
+        found
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["MessageSent", "MessageDeleted"]
+    );
+    assert!(
+        store
+            .read_message_events("other", m1)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 /// An event that commits late with a low position is held back, not skipped.
@@ -115,19 +217,37 @@ async fn whole_log_reader_waits_for_an_open_transaction_then_sees_it_first() {
     let all = LogFilter::default();
 
     let mut slow = db.pool.begin().await.expect("begin");
-    let low = store.append_in(&mut slow, "a", ExpectedVersion::Any, &[event(1)]).await.expect("append a");
-    let high = store.append("b", ExpectedVersion::Any, &[event(2)]).await.expect("append b");
+    let low = store
+        .append_in(&mut slow, "a", ExpectedVersion::Any, &[event(1)])
+        .await
+        .expect("append a");
+    let high = store
+        .append("b", ExpectedVersion::Any, &[event(2)])
+        .await
+        .expect("append b");
     assert!(low[0].global_position < high[0].global_position);
 
-    let visible = store.read_all(Cursor::START, 100, &all).await.expect("read");
-    assert!(visible.is_empty(), "b must wait behind the open transaction that holds a: {visible:?}");
+    let visible = store
+        .read_all(Cursor::START, 100, &all)
+        .await
+        .expect("read");
+    assert!(
+        visible.is_empty(),
+        "b must wait behind the open transaction that holds a: {visible:?}"
+    );
 
     slow.commit().await.expect("commit");
-    let visible = store.read_all(Cursor::START, 100, &all).await.expect("read");
+    let visible = store
+        .read_all(Cursor::START, 100, &all)
+        .await
+        .expect("read");
     let ids: Vec<_> = visible.iter().map(|e| e.event_id).collect();
     assert_eq!(ids, vec![low[0].event_id, high[0].event_id]);
 
-    let after_first = store.read_all(visible[0].cursor(), 100, &all).await.expect("read");
+    let after_first = store
+        .read_all(visible[0].cursor(), 100, &all)
+        .await
+        .expect("read");
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].event_id, high[0].event_id);
 }
@@ -136,12 +256,44 @@ async fn whole_log_reader_waits_for_an_open_transaction_then_sees_it_first() {
 async fn whole_log_reads_filter_by_stream_and_type() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
-    store.append("a", ExpectedVersion::Any, &[event(1), NewEvent { event_type: "ReadUpTo".into(), ..event(2) }]).await.expect("a");
-    store.append("b", ExpectedVersion::Any, &[event(3)]).await.expect("b");
-    let only_a = LogFilter { stream_id: Some("a".into()), event_types: vec![] };
-    assert_eq!(store.read_all(Cursor::START, 10, &only_a).await.expect("read").len(), 2);
-    let only_reads = LogFilter { stream_id: None, event_types: vec!["ReadUpTo".into()] };
-    let got = store.read_all(Cursor::START, 10, &only_reads).await.expect("read");
+    store
+        .append(
+            "a",
+            ExpectedVersion::Any,
+            &[
+                event(1),
+                NewEvent {
+                    event_type: "ReadUpTo".into(),
+                    ..event(2)
+                },
+            ],
+        )
+        .await
+        .expect("a");
+    store
+        .append("b", ExpectedVersion::Any, &[event(3)])
+        .await
+        .expect("b");
+    let only_a = LogFilter {
+        stream_id: Some("a".into()),
+        event_types: vec![],
+    };
+    assert_eq!(
+        store
+            .read_all(Cursor::START, 10, &only_a)
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
+    let only_reads = LogFilter {
+        stream_id: None,
+        event_types: vec!["ReadUpTo".into()],
+    };
+    let got = store
+        .read_all(Cursor::START, 10, &only_reads)
+        .await
+        .expect("read");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data["n"], 2);
 }
@@ -165,12 +317,19 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
                 for i in 0..TXS_PER_WRITER {
                     let (delay, rollback, batch) = {
                         let mut rng = rand::rng();
-                        (rng.random_range(0..15u64), rng.random_bool(0.2), rng.random_range(1..=3u64))
+                        (
+                            rng.random_range(0..15u64),
+                            rng.random_bool(0.2),
+                            rng.random_range(1..=3u64),
+                        )
                     };
                     let events: Vec<_> = (0..batch).map(|b| event(w * 1000 + i * 10 + b)).collect();
                     let mut tx = pool.begin().await.expect("begin");
                     let stream = format!("w{w}");
-                    store.append_in(&mut tx, &stream, ExpectedVersion::Any, &events).await.expect("append");
+                    store
+                        .append_in(&mut tx, &stream, ExpectedVersion::Any, &events)
+                        .await
+                        .expect("append");
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     if rollback {
                         tx.rollback().await.expect("rollback");
@@ -200,7 +359,12 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
                 }
                 let page = store.read_all(cursor, 50, &filter).await.expect("read");
                 for e in &page {
-                    assert!(e.cursor() > cursor, "cursor went backwards: {} after {}", e.cursor(), cursor);
+                    assert!(
+                        e.cursor() > cursor,
+                        "cursor went backwards: {} after {}",
+                        e.cursor(),
+                        cursor
+                    );
                     cursor = e.cursor();
                     seen.push(e.event_id);
                 }
@@ -233,12 +397,20 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
         eprintln!("transactions holding xmin back: {holders:?}");
     }
     let phantom = unique.difference(&committed).count();
-    assert_eq!((missed, phantom), (0, 0), "missed committed events / saw rolled-back ones (of {})", committed.len());
+    assert_eq!(
+        (missed, phantom),
+        (0, 0),
+        "missed committed events / saw rolled-back ones (of {})",
+        committed.len()
+    );
 
     let commit_order: Vec<Uuid> =
         sqlx::query_scalar("SELECT event_id FROM events ORDER BY transaction_id, global_position")
             .fetch_all(&db.pool)
             .await
             .expect("order");
-    assert_eq!(seen, commit_order, "the reader's order is not the commit order");
+    assert_eq!(
+        seen, commit_order,
+        "the reader's order is not the commit order"
+    );
 }

@@ -1,0 +1,15 @@
+//! Plumbing every HTTP service shares: settings from `CHAT_*` variables, the
+//! error contract (`{"error":{"code","message"}}`), request extractors
+//! (bearer auth, JSON bodies, request ids), tracing and Prometheus metrics.
+
+mod error;
+mod extract;
+mod metrics_endpoint;
+mod settings;
+mod telemetry;
+
+pub use error::ApiError;
+pub use extract::{AuthUser, RequestId, configure_extractors};
+pub use metrics_endpoint::{install_metrics, metrics_route};
+pub use settings::{LogFormat, Settings, SettingsError};
+pub use telemetry::{init_tracing, observe_requests};

@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 /// The server tests create their databases on (`CHAT_TEST_DATABASE_URL`, default local).
 pub fn server_url() -> String {
-    std::env::var("CHAT_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into())
+    std::env::var("CHAT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into())
 }
 
 /// A database that exists for one test and is dropped with it.
@@ -21,9 +22,12 @@ impl TestDb {
     /// Creates an empty database with the event log's schema.
     pub async fn new_event_log() -> TestDb {
         let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
-        let options = PgConnectOptions::from_str(&server_url()).expect("CHAT_TEST_DATABASE_URL is a valid URL");
+        let options = PgConnectOptions::from_str(&server_url())
+            .expect("CHAT_TEST_DATABASE_URL is a valid URL");
         let url = options.clone().database(&name).to_url_lossy().to_string();
-        let pool = event_store::connect(&url, 20).await.expect("test database is created and migrated");
+        let pool = event_store::connect(&url, 20)
+            .await
+            .expect("test database is created and migrated");
         TestDb { name, url, pool }
     }
 }
@@ -34,12 +38,18 @@ impl Drop for TestDb {
         // Drop runs inside the test's runtime, which cannot be blocked on; a
         // short-lived thread with its own runtime removes the database.
         let dropper = std::thread::spawn(move || {
-            let Ok(rt) = tokio_current_thread() else { return };
+            let Ok(rt) = tokio_current_thread() else {
+                return;
+            };
             rt.block_on(async move {
-                let Ok(options) = PgConnectOptions::from_str(&server_url()) else { return };
+                let Ok(options) = PgConnectOptions::from_str(&server_url()) else {
+                    return;
+                };
                 if let Ok(mut conn) = PgConnection::connect_with(&options).await {
                     let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
                 }
             });
         });
@@ -48,5 +58,7 @@ impl Drop for TestDb {
 }
 
 fn tokio_current_thread() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

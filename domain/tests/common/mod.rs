@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sim;
+
 use domain::*;
 use uuid::Uuid;
 
@@ -35,43 +37,79 @@ pub fn created(kind: ChannelKind, max_members: Option<u32>) -> Event {
 }
 
 pub fn joined(user_id: UserId) -> Event {
-    Event::MemberJoined(MemberJoined { channel_id: CH, user_id })
+    Event::MemberJoined(MemberJoined {
+        channel_id: CH,
+        user_id,
+    })
 }
 
 pub fn invited(user_id: UserId, invited_by: UserId) -> Event {
-    Event::MemberInvited(MemberInvited { channel_id: CH, user_id, invited_by })
+    Event::MemberInvited(MemberInvited {
+        channel_id: CH,
+        user_id,
+        invited_by,
+    })
 }
 
 pub fn left(user_id: UserId) -> Event {
-    Event::MemberLeft(MemberLeft { channel_id: CH, user_id })
+    Event::MemberLeft(MemberLeft {
+        channel_id: CH,
+        user_id,
+    })
 }
 
 pub fn kicked(user_id: UserId, kicked_by: UserId) -> Event {
-    Event::MemberKicked(MemberKicked { channel_id: CH, user_id, kicked_by })
+    Event::MemberKicked(MemberKicked {
+        channel_id: CH,
+        user_id,
+        kicked_by,
+    })
 }
 
 pub fn banned(user_id: UserId, banned_by: UserId) -> Event {
-    Event::MemberBanned(MemberBanned { channel_id: CH, user_id, banned_by })
+    Event::MemberBanned(MemberBanned {
+        channel_id: CH,
+        user_id,
+        banned_by,
+    })
 }
 
 pub fn unbanned(user_id: UserId, unbanned_by: UserId) -> Event {
-    Event::MemberUnbanned(MemberUnbanned { channel_id: CH, user_id, unbanned_by })
+    Event::MemberUnbanned(MemberUnbanned {
+        channel_id: CH,
+        user_id,
+        unbanned_by,
+    })
 }
 
 pub fn role_changed(user_id: UserId, role: Role, changed_by: UserId) -> Event {
-    Event::MemberRoleChanged(MemberRoleChanged { channel_id: CH, user_id, role, changed_by })
+    Event::MemberRoleChanged(MemberRoleChanged {
+        channel_id: CH,
+        user_id,
+        role,
+        changed_by,
+    })
 }
 
 pub fn archived(archived_by: UserId) -> Event {
-    Event::ChannelArchived(ChannelArchived { channel_id: CH, archived_by })
+    Event::ChannelArchived(ChannelArchived {
+        channel_id: CH,
+        archived_by,
+    })
 }
 
 pub fn muted(user_id: UserId) -> Event {
-    Event::ChannelMuted(ChannelMuted { channel_id: CH, user_id })
+    Event::ChannelMuted(ChannelMuted {
+        channel_id: CH,
+        user_id,
+    })
 }
 
 pub fn unmuted(user_id: UserId) -> Event {
-    Event::ChannelUnmuted(ChannelUnmuted { channel_id: CH, user_id })
+    Event::ChannelUnmuted(ChannelUnmuted {
+        channel_id: CH,
+        user_id,
+    })
 }
 
 pub fn sent(n: u128, seq: u64, sender_id: UserId, content: &str) -> Event {
@@ -108,12 +146,22 @@ pub fn deleted(n: u128, seq: u64, sender_id: UserId, deleted_by: UserId) -> Even
 }
 
 pub fn read_up_to(user_id: UserId, seq: u64) -> Event {
-    Event::ReadUpTo(ReadUpTo { channel_id: CH, user_id, seq })
+    Event::ReadUpTo(ReadUpTo {
+        channel_id: CH,
+        user_id,
+        seq,
+    })
 }
 
 /// The facts of message `n` as a caller would look them up.
 pub fn facts(n: u128, seq: u64, sender_id: UserId) -> MessageFacts {
-    MessageFacts { channel_id: CH, message_id: msg_id(n), seq, sender_id, deleted: false }
+    MessageFacts {
+        channel_id: CH,
+        message_id: msg_id(n),
+        seq,
+        sender_id,
+        deleted: false,
+    }
 }
 
 // ---------------------------------------------------------------- command builders
@@ -128,7 +176,10 @@ pub fn send(n: u128, content: &str) -> ChannelCommand {
 }
 
 pub fn edit(message: Option<MessageFacts>, content: &str) -> ChannelCommand {
-    ChannelCommand::EditMessage { message, content: content.into() }
+    ChannelCommand::EditMessage {
+        message,
+        content: content.into(),
+    }
 }
 
 pub fn delete(message: Option<MessageFacts>) -> ChannelCommand {
@@ -174,7 +225,10 @@ pub fn fold_channel<'a>(events: impl IntoIterator<Item = &'a Event>) -> Option<C
 /// Given these events (folded from `None`)...
 pub fn given(events: impl IntoIterator<Item = Event>) -> ChannelGiven {
     let events: Vec<Event> = events.into_iter().collect();
-    ChannelGiven { state: fold_channel(&events), policy: MessagePolicy::default() }
+    ChannelGiven {
+        state: fold_channel(&events),
+        policy: MessagePolicy::default(),
+    }
 }
 
 pub struct ChannelGiven {
@@ -192,8 +246,14 @@ impl ChannelGiven {
     pub fn when(self, actor: UserId, command: ChannelCommand) -> ChannelThen {
         let before = self.state.clone();
         let result = Channel::decide(self.state.as_ref(), actor, command, &self.policy);
-        assert_eq!(self.state, before, "decide must not change the state it was given");
-        ChannelThen { state: self.state, result }
+        assert_eq!(
+            self.state, before,
+            "decide must not change the state it was given"
+        );
+        ChannelThen {
+            state: self.state,
+            result,
+        }
     }
 }
 
@@ -241,7 +301,9 @@ impl ChannelThen {
     #[track_caller]
     pub fn then_invalid(self, field: &str) {
         match self.result {
-            Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field, "wrong invalid field"),
+            Err(DomainError::Invalid { field: f, .. }) => {
+                assert_eq!(f, field, "wrong invalid field")
+            }
             other => panic!("expected Invalid {{ field: {field:?} }}, got {other:?}"),
         }
     }
@@ -250,7 +312,9 @@ impl ChannelThen {
 // ---------------------------------------------------------------- user given/when/then
 
 pub fn given_user(events: impl IntoIterator<Item = Event>) -> UserGiven {
-    UserGiven { state: events.into_iter().fold(None, |s, e| User::evolve(s, &e)) }
+    UserGiven {
+        state: events.into_iter().fold(None, |s, e| User::evolve(s, &e)),
+    }
 }
 
 pub struct UserGiven {
@@ -261,8 +325,14 @@ impl UserGiven {
     pub fn when(self, command: RegisterUser) -> UserThen {
         let before = self.state.clone();
         let result = User::decide(self.state.as_ref(), command);
-        assert_eq!(self.state, before, "decide must not change the state it was given");
-        UserThen { state: self.state, result }
+        assert_eq!(
+            self.state, before,
+            "decide must not change the state it was given"
+        );
+        UserThen {
+            state: self.state,
+            result,
+        }
     }
 }
 
@@ -278,7 +348,10 @@ impl UserThen {
         match self.result {
             Ok(events) => {
                 assert_eq!(events, expected, "unexpected events");
-                events.iter().fold(self.state, User::evolve).expect("the user exists after registering")
+                events
+                    .iter()
+                    .fold(self.state, User::evolve)
+                    .expect("the user exists after registering")
             }
             Err(e) => panic!("expected events {expected:?}, got error {e:?}"),
         }
@@ -295,7 +368,9 @@ impl UserThen {
     #[track_caller]
     pub fn then_invalid(self, field: &str) {
         match self.result {
-            Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field, "wrong invalid field"),
+            Err(DomainError::Invalid { field: f, .. }) => {
+                assert_eq!(f, field, "wrong invalid field")
+            }
             other => panic!("expected Invalid {{ field: {field:?} }}, got {other:?}"),
         }
     }

@@ -1,0 +1,255 @@
+//! Runs channel commands: load state, decide, append expecting the loaded
+//! version; on a lost race reload and decide again (bounded), unless the
+//! client pinned the version with `If-Match`. Commands on one stream are
+//! serialised in process, so retries only happen across processes.
+
+use crate::CommandError;
+use crate::channels::{ChannelRepository, Loaded, decode};
+use domain::{
+    Channel, ChannelCommand, ChannelId, MessageFacts, MessageId, MessagePolicy, UserId,
+    channel_stream,
+};
+use event_store::{AppendError, ExpectedVersion, NewEvent, PgEventStore, RecordedEvent};
+use rand::Rng;
+use serde_json::json;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Attempts before a command without `If-Match` gives up with 409.
+const MAX_ATTEMPTS: u32 = 25;
+/// Lock stripes serialising commands per stream (bounded memory for any number of streams).
+const STRIPES: usize = 4096;
+
+/// What a command needs besides its payload.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub actor: UserId,
+    /// The request id: becomes the events' correlation id.
+    pub correlation_id: Uuid,
+    /// `If-Match`: apply only at this stream version.
+    pub expected_version: Option<u64>,
+    /// Scoped idempotency key (already prefixed with the actor).
+    pub idempotency_key: Option<String>,
+}
+
+/// A channel command, with message lookups left to the executor so they are
+/// redone on every attempt.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    Command(ChannelCommand),
+    Edit {
+        message_id: MessageId,
+        content: String,
+    },
+    Delete {
+        message_id: MessageId,
+    },
+}
+
+/// The result of a command that was accepted.
+#[derive(Debug, Clone)]
+pub enum Executed {
+    /// Appended these events; the stream is now at `version`.
+    Appended {
+        version: u64,
+        events: Vec<RecordedEvent>,
+    },
+    /// Nothing to do (already so); the stream is at `version`.
+    Unchanged { version: u64 },
+    /// The idempotency key was used before: this is the first result's event.
+    Replayed { first: RecordedEvent },
+}
+
+impl Executed {
+    /// The stream version to answer in `ETag`.
+    pub fn version(&self) -> u64 {
+        match self {
+            Executed::Appended { version, .. } | Executed::Unchanged { version } => *version,
+            Executed::Replayed { first } => first.stream_version,
+        }
+    }
+
+    /// The first event of the result, if there is one.
+    pub fn first_event(&self) -> Option<&RecordedEvent> {
+        match self {
+            Executed::Appended { events, .. } => events.first(),
+            Executed::Unchanged { .. } => None,
+            Executed::Replayed { first } => Some(first),
+        }
+    }
+}
+
+/// The command side's state: the log, the channel cache and the rules.
+pub struct CommandService {
+    pub(crate) store: PgEventStore,
+    pub(crate) channels: ChannelRepository,
+    pub(crate) policy: MessagePolicy,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: RandomState,
+}
+
+impl CommandService {
+    pub fn new(store: PgEventStore, policy: MessagePolicy) -> Self {
+        Self {
+            channels: ChannelRepository::new(store.clone()),
+            store,
+            policy,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    pub fn store(&self) -> &PgEventStore {
+        &self.store
+    }
+
+    /// Runs `intent` on channel `channel_id`; `expect_type` is the event type the
+    /// command's first event has (to tell a reused idempotency key).
+    pub async fn execute(
+        &self,
+        channel_id: ChannelId,
+        intent: Intent,
+        ctx: &CommandContext,
+        expect_type: &str,
+    ) -> Result<Executed, CommandError> {
+        if let Some(replayed) = self.replay(ctx, expect_type).await? {
+            return Ok(replayed);
+        }
+        let stream = channel_stream(channel_id);
+        let stripe = self.hasher.hash_one(&stream) as usize % STRIPES;
+        let _serialised = self.stripes[stripe].lock().await;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let loaded = self.channels.load(&stream).await?;
+            if let (Some(expected), Some(_)) = (ctx.expected_version, &loaded.state)
+                && expected != loaded.version
+            {
+                return Err(CommandError::StaleVersion {
+                    expected,
+                    actual: loaded.version,
+                });
+            }
+            let command = self.resolve(&stream, intent.clone()).await?;
+            let events = Channel::decide(loaded.state.as_ref(), ctx.actor, command, &self.policy)?;
+            if events.is_empty() {
+                return Ok(Executed::Unchanged {
+                    version: loaded.version,
+                });
+            }
+            let new_events = to_new_events(&events, ctx);
+            let expected = if loaded.version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(loaded.version)
+            };
+            match self.store.append(&stream, expected, &new_events).await {
+                Ok(recorded) => {
+                    let state = events.iter().fold(loaded.state, Channel::evolve);
+                    let version = recorded.last().map_or(loaded.version, |e| e.stream_version);
+                    self.channels
+                        .advanced(&stream, loaded.version, Loaded { version, state })
+                        .await;
+                    metrics::counter!("commands_total", "outcome" => "appended").increment(1);
+                    return Ok(Executed::Appended {
+                        version,
+                        events: recorded,
+                    });
+                }
+                Err(AppendError::Conflict { .. }) if ctx.expected_version.is_none() => {
+                    metrics::counter!("command_retries_total").increment(1);
+                    self.channels.forget(&stream);
+                    let backoff = rand::rng().random_range(0..(2u64 << attempt.min(6)));
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(AppendError::Conflict { .. }) => {
+                    let actual = self.store.stream_version(&stream).await?;
+                    let expected = ctx.expected_version.unwrap_or_default();
+                    return Err(CommandError::StaleVersion { expected, actual });
+                }
+                Err(AppendError::DuplicateIdempotencyKey(_)) => {
+                    return self
+                        .replay(ctx, expect_type)
+                        .await?
+                        .ok_or(CommandError::Contention);
+                }
+                Err(AppendError::DuplicateEventId) => return Err(CommandError::Contention),
+                Err(AppendError::Database(e)) => return Err(CommandError::Store(e)),
+            }
+        }
+        metrics::counter!("commands_total", "outcome" => "contention").increment(1);
+        Err(CommandError::Contention)
+    }
+
+    /// The first result of an idempotency key used before, if it was.
+    pub(crate) async fn replay(
+        &self,
+        ctx: &CommandContext,
+        expect_type: &str,
+    ) -> Result<Option<Executed>, CommandError> {
+        let Some(key) = &ctx.idempotency_key else {
+            return Ok(None);
+        };
+        match self.store.find_by_idempotency_key(key).await? {
+            Some(first) if first.event_type == expect_type => {
+                Ok(Some(Executed::Replayed { first }))
+            }
+            Some(_) => Err(CommandError::KeyReused),
+            None => Ok(None),
+        }
+    }
+
+    async fn resolve(&self, stream: &str, intent: Intent) -> Result<ChannelCommand, CommandError> {
+        Ok(match intent {
+            Intent::Command(command) => command,
+            Intent::Edit {
+                message_id,
+                content,
+            } => ChannelCommand::EditMessage {
+                message: self.message_facts(stream, message_id).await?,
+                content,
+            },
+            Intent::Delete { message_id } => ChannelCommand::DeleteMessage {
+                message: self.message_facts(stream, message_id).await?,
+            },
+        })
+    }
+
+    async fn message_facts(
+        &self,
+        stream: &str,
+        message_id: MessageId,
+    ) -> Result<Option<MessageFacts>, CommandError> {
+        let events = self.store.read_message_events(stream, message_id.0).await?;
+        let mut facts = None;
+        for recorded in &events {
+            facts = MessageFacts::evolve(facts, &decode(recorded)?);
+        }
+        Ok(facts)
+    }
+}
+
+/// The stored form of decided events, with metadata; only the first carries the idempotency key.
+pub(crate) fn to_new_events(events: &[domain::Event], ctx: &CommandContext) -> Vec<NewEvent> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let stored = event.to_stored();
+            let mut metadata = json!({
+                "correlation_id": ctx.correlation_id,
+                "causation_id": ctx.correlation_id,
+                "actor_id": ctx.actor,
+            });
+            if let (0, Some(key)) = (i, &ctx.idempotency_key) {
+                metadata["idempotency_key"] = json!(key);
+            }
+            NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: stored.event_type,
+                schema_version: stored.schema_version,
+                data: stored.data,
+                metadata,
+            }
+        })
+        .collect()
+}

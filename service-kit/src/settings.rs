@@ -1,0 +1,157 @@
+//! Configuration from the environment (DESIGN.md §9). Defaults point at the
+//! local services, so a fresh machine with them running needs no setup.
+
+use std::env;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of every service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub read_database_url: String,
+    pub amqp_url: String,
+    pub redis_url: String,
+    /// `None`: not configured (a service then refuses to start, or `chat up` generates one).
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_ttl_secs: i64,
+    pub http_addr: String,
+    pub admins: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub send_rate_per_sec: u32,
+    pub send_burst: u32,
+    pub max_message_chars: usize,
+    pub banned_words: Vec<String>,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+/// A setting that is present but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is invalid: {reason}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Settings {
+    /// Reads the `CHAT_*` variables, with local defaults.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let text = |name: &str, default: &str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let list = |name: &str| -> Vec<String> {
+            lookup(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        fn number<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, SettingsError> {
+            match lookup(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| SettingsError {
+                    name,
+                    value,
+                    reason: "not a number",
+                }),
+            }
+        }
+        let log_format = match lookup("CHAT_LOG_FORMAT").as_deref() {
+            None | Some("" | "text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(SettingsError {
+                    name: "CHAT_LOG_FORMAT",
+                    value: other.into(),
+                    reason: "expected text or json",
+                });
+            }
+        };
+        Ok(Settings {
+            database_url: text(
+                "CHAT_DATABASE_URL",
+                "postgres://postgres@localhost:5432/chat",
+            ),
+            read_database_url: text(
+                "CHAT_READ_DATABASE_URL",
+                "postgres://postgres@localhost:5432/chat_read",
+            ),
+            amqp_url: text("CHAT_AMQP_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            redis_url: text("CHAT_REDIS_URL", "redis://127.0.0.1:6379"),
+            jwt_secret: lookup("CHAT_JWT_SECRET").filter(|s| !s.is_empty()),
+            jwt_issuer: text("CHAT_JWT_ISSUER", "chat"),
+            jwt_audience: text("CHAT_JWT_AUDIENCE", "chat"),
+            jwt_ttl_secs: number(&lookup, "CHAT_JWT_TTL_SECS", 3600)?,
+            http_addr: text("CHAT_HTTP_ADDR", "127.0.0.1:8080"),
+            admins: list("CHAT_ADMINS"),
+            allowed_origins: list("CHAT_ALLOWED_ORIGINS"),
+            send_rate_per_sec: number(&lookup, "CHAT_SEND_RATE_PER_SEC", 20)?,
+            send_burst: number(&lookup, "CHAT_SEND_BURST", 100)?,
+            max_message_chars: number(&lookup, "CHAT_MAX_MESSAGE_CHARS", 4000)?,
+            banned_words: list("CHAT_BANNED_WORDS"),
+            max_body_bytes: number(&lookup, "CHAT_MAX_BODY_BYTES", 64 * 1024)?,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_point_at_local_services() {
+        let s = Settings::from_lookup(|_| None).expect("defaults");
+        assert_eq!(s.database_url, "postgres://postgres@localhost:5432/chat");
+        assert_eq!(s.http_addr, "127.0.0.1:8080");
+        assert_eq!(
+            (s.send_rate_per_sec, s.send_burst, s.max_message_chars),
+            (20, 100, 4000)
+        );
+        assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn values_are_read_and_bad_numbers_refused() {
+        let env: HashMap<&str, &str> = [
+            ("CHAT_ADMINS", "ann, bob,"),
+            ("CHAT_SEND_BURST", "7"),
+            ("CHAT_LOG_FORMAT", "json"),
+        ]
+        .into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).expect("valid");
+        assert_eq!(s.admins, vec!["ann", "bob"]);
+        assert_eq!(s.send_burst, 7);
+        assert_eq!(s.log_format, LogFormat::Json);
+        let err = Settings::from_lookup(|k| (k == "CHAT_SEND_BURST").then(|| "lots".to_string()))
+            .expect_err("invalid");
+        assert_eq!(err.name, "CHAT_SEND_BURST");
+    }
+}
