@@ -33,8 +33,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Middleware: request id (taken from `X-Request-Id` if it is a UUID), span, metrics.
 pub async fn observe_requests(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse, actix_web::Error> {
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
@@ -62,5 +62,5 @@ pub async fn observe_requests(
     if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
-    Ok(res)
+    Ok(res.map_into_boxed_body())
 }

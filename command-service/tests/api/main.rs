@@ -1,0 +1,8 @@
+//! The command API over HTTP against a real Postgres, one database per test.
+
+mod helpers;
+
+mod auth_and_input;
+mod channels;
+mod concurrency;
+mod messages;
