@@ -16,7 +16,7 @@ mod user;
 pub use channel::{Channel, ChannelCommand, ChannelKind, Member, Role};
 pub use error::{DomainError, ErrorKind};
 pub use event::{
-    ChannelArchived, ChannelCreated, ChannelMuted, ChannelUnmuted, DecodeError, Event,
+    ChannelArchived, ChannelCreated, ChannelMuted, ChannelUnmuted, DecodeError, EVENT_TYPES, Event,
     MemberBanned, MemberInvited, MemberJoined, MemberKicked, MemberLeft, MemberRoleChanged,
     MemberUnbanned, MessageDeleted, MessageEdited, MessageSent, ReadUpTo, StoredEvent,
     UserRegistered,

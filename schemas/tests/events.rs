@@ -825,10 +825,7 @@ fn malformed_message_sent_envelopes_are_rejected() {
         ),
         ("missing metadata", Box::new(remove("/metadata"))),
         ("missing recorded_at", Box::new(remove("/recorded_at"))),
-        (
-            "extra envelope field",
-            Box::new(set("/cursor", json!("abc"))),
-        ),
+        ("extra envelope field", Box::new(set("/payload", json!({})))),
         ("data not an object", Box::new(set("/data", json!([1, 2])))),
     ];
     for (what, mutate) in cases {
@@ -837,6 +834,13 @@ fn malformed_message_sent_envelopes_are_rejected() {
         assert_ne!(envelope, valid, "{what}: the mutation changed nothing");
         assert_rejected("MessageSent", 1, what, &envelope);
     }
+
+    // The events API adds an opaque `cursor` to each line; it must be a string.
+    let mut line = valid.clone();
+    set("/cursor", json!("0000000000000abc.42"))(&mut line);
+    assert_valid("MessageSent", 1, &line);
+    set("/cursor", json!(42))(&mut line);
+    assert_rejected("MessageSent", 1, "numeric cursor", &line);
 
     // Extra keys in metadata are allowed: it is open for tracing context.
     let mut envelope = valid.clone();
