@@ -62,3 +62,14 @@ fn tokio_current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+impl TestDb {
+    /// Creates an empty read database with the live read-model schema.
+    pub async fn new_read_model() -> TestDb {
+        let name = format!("chat_test_read_{}", uuid::Uuid::new_v4().simple());
+        let options = PgConnectOptions::from_str(&server_url()).expect("CHAT_TEST_DATABASE_URL is a valid URL");
+        let url = options.clone().database(&name).to_url_lossy().to_string();
+        let pool = read_model::connect(&url, 20).await.expect("read database is created");
+        TestDb { name, url, pool }
+    }
+}
