@@ -10,4 +10,4 @@ mod routes;
 pub use channels::ChannelRepository;
 pub use error::CommandError;
 pub use executor::{CommandContext, CommandService, Executed, Intent};
-pub use routes::configure;
+pub use routes::{ROUTES, configure};

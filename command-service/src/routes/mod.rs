@@ -10,6 +10,25 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use service_kit::{ApiError, AuthUser, RequestId};
 
+/// Every route this crate mounts, as (method, path pattern); the OpenAPI test
+/// holds `schemas/openapi.json` to this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/users"),
+    ("POST", "/api/auth/token"),
+    ("POST", "/api/channels"),
+    ("POST", "/api/channels/{id}/members"),
+    ("DELETE", "/api/channels/{id}/members/{user_id}"),
+    ("PUT", "/api/channels/{id}/members/{user_id}/role"),
+    ("POST", "/api/channels/{id}/bans"),
+    ("DELETE", "/api/channels/{id}/bans/{user_id}"),
+    ("POST", "/api/channels/{id}/archive"),
+    ("PUT", "/api/channels/{id}/mute"),
+    ("POST", "/api/channels/{id}/messages"),
+    ("PATCH", "/api/channels/{id}/messages/{message_id}"),
+    ("DELETE", "/api/channels/{id}/messages/{message_id}"),
+    ("POST", "/api/channels/{id}/read"),
+];
+
 /// Mounts every command route. The host registers `web::Data<CommandService>`
 /// and `web::Data<auth::JwtConfig>`, and `service_kit::configure_extractors`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
