@@ -5,6 +5,7 @@
 mod channels;
 mod error;
 mod executor;
+pub mod relay;
 mod routes;
 
 pub use channels::ChannelRepository;

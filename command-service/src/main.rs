@@ -23,6 +23,12 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let pool = event_store::connect(&settings.database_url, 32).await?;
     let policy = MessagePolicy::new(settings.max_message_chars, &settings.banned_words);
+    let (stop_relay, shutdown) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(command_service::relay::run(
+        pool.clone(),
+        command_service::relay::RelayConfig::new(settings.amqp_url.clone()),
+        shutdown,
+    ));
     let service = web::Data::new(CommandService::new(PgEventStore::new(pool), policy));
     let jwt = web::Data::new(jwt);
     let max_body = settings.max_body_bytes;
@@ -40,5 +46,7 @@ async fn main() -> anyhow::Result<()> {
     .with_context(|| format!("cannot listen on {}", settings.http_addr))?
     .run()
     .await?;
+    let _ = stop_relay.send(true);
+    let _ = relay.await;
     Ok(())
 }

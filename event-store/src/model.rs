@@ -1,7 +1,7 @@
 //! What goes into the log and what comes out of it.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Cursor;
@@ -46,8 +46,9 @@ impl NewEvent {
     }
 }
 
-/// An event as it stands in the log. Serialises to the envelope of DESIGN.md §4.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An event as it stands in the log. Serialises to the envelope of DESIGN.md §4
+/// (without `transaction_id`, which only whole-log readers need).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
     pub event_id: Uuid,
     pub event_type: String,

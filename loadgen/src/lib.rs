@@ -8,15 +8,22 @@ use std::time::Duration;
 
 /// The server benchmarks create their scratch databases on.
 pub fn server_url() -> String {
-    std::env::var("CHAT_BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into())
+    std::env::var("CHAT_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into())
 }
 
 /// Drops and recreates database `name`, returning its URL.
 pub async fn fresh_database(name: &str) -> anyhow::Result<String> {
     let options = PgConnectOptions::from_str(&server_url())?;
     let mut conn = PgConnection::connect_with(&options).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await?;
     Ok(options.database(name).to_url_lossy().to_string())
 }
 
@@ -31,8 +38,18 @@ pub struct Latencies {
 impl Latencies {
     pub fn of(mut samples: Vec<Duration>) -> Latencies {
         samples.sort_unstable();
-        let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
-        Latencies { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: at(1.0) }
+        let at = |q: f64| {
+            samples
+                .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        Latencies {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 

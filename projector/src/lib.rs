@@ -1,1 +1,17 @@
-//! Consumes the relayed event log from RabbitMQ and builds the read models (issue: read path).
+//! The projector: consumes events from `projector.events`, validates them
+//! against their JSON Schemas, applies them to the read model in one
+//! transaction per batch (idempotent, order-safe, gaps healed from the log),
+//! acks after the commit, and announces each change on `chat.projections`.
+
+mod apply;
+mod consume;
+mod decode;
+mod validate;
+
+pub use apply::{AppliedChange, Outcome, apply_event};
+pub use consume::{ProjectorConfig, run};
+pub use decode::{Poison, decode_delivery};
+pub use validate::EventSchemas;
+
+/// The checkpoint name of the live projection.
+pub const LIVE_PROJECTION: &str = "live";

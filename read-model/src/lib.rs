@@ -41,8 +41,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ReadMode
 /// advisory lock so concurrent starters do not race on the catalog).
 pub async fn create_tables(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('chat-read-model-ddl'))").execute(&mut *tx).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl(schema))).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('chat-read-model-ddl'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl(schema)))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -116,7 +120,6 @@ CREATE TABLE IF NOT EXISTS {s}.stream_positions (
 -- Where each projection stands in the log, for lag reporting.
 CREATE TABLE IF NOT EXISTS {s}.checkpoints (
     projection      text PRIMARY KEY,
-    transaction_id  bigint NOT NULL,
     global_position bigint NOT NULL,
     recorded_at     timestamptz NOT NULL,
     applied_at      timestamptz NOT NULL

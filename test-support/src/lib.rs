@@ -67,9 +67,72 @@ impl TestDb {
     /// Creates an empty read database with the live read-model schema.
     pub async fn new_read_model() -> TestDb {
         let name = format!("chat_test_read_{}", uuid::Uuid::new_v4().simple());
-        let options = PgConnectOptions::from_str(&server_url()).expect("CHAT_TEST_DATABASE_URL is a valid URL");
+        let options = PgConnectOptions::from_str(&server_url())
+            .expect("CHAT_TEST_DATABASE_URL is a valid URL");
         let url = options.clone().database(&name).to_url_lossy().to_string();
-        let pool = read_model::connect(&url, 20).await.expect("read database is created");
+        let pool = read_model::connect(&url, 20)
+            .await
+            .expect("read database is created");
         TestDb { name, url, pool }
     }
+}
+
+/// A RabbitMQ virtual host that exists for one test, so tests declaring the
+/// same exchange and queue names run in parallel without seeing each other.
+pub struct TestVhost {
+    pub name: String,
+    pub amqp_url: String,
+}
+
+impl TestVhost {
+    pub fn new() -> TestVhost {
+        let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+        TestVhost { name, amqp_url }
+    }
+
+    /// Messages waiting in `queue` of this vhost.
+    pub fn queue_depth(&self, queue: &str) -> Option<u64> {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_queues", "-p", &self.name, "name", "messages"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let mut cols = line.split_whitespace();
+                (cols.next() == Some(queue))
+                    .then(|| cols.next().and_then(|n| n.parse().ok()))
+                    .flatten()
+            })
+    }
+}
+
+impl Default for TestVhost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.name])
+            .output();
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (is RabbitMQ installed?)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -7,17 +7,22 @@
 use event_store::{AppendError, ExpectedVersion, NewEvent, PgEventStore};
 use serde_json::json;
 use sqlx::PgPool;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let url = loadgen::fresh_database("chat_bench_append").await?;
     let pool = event_store::connect(&url, 70).await?;
-    sqlx::raw_sql("CREATE TABLE raw_events (LIKE events INCLUDING ALL)").execute(&pool).await?;
+    sqlx::raw_sql("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
     let store = PgEventStore::new(pool.clone());
     let window = Duration::from_secs(seconds);
 
@@ -29,10 +34,16 @@ async fn main() -> anyhow::Result<()> {
         let raw = run(writers, window, |w| raw_insert(pool.clone(), w)).await;
         let own = run(writers, window, |w| append_own(store.clone(), w)).await;
         let conflicts = Arc::new(AtomicU64::new(0));
-        let hot = run(writers, window, |_| append_hot(store.clone(), conflicts.clone())).await;
+        let hot = run(writers, window, |_| {
+            append_hot(store.clone(), conflicts.clone())
+        })
+        .await;
         let head = Arc::new(tokio::sync::Mutex::new(0u64));
         let stream = format!("hot-serialised-{writers}");
-        let serialised = run(writers, window, |_| append_serialised(store.clone(), stream.clone(), head.clone())).await;
+        let serialised = run(writers, window, |_| {
+            append_serialised(store.clone(), stream.clone(), head.clone())
+        })
+        .await;
         println!(
             "| {writers} | {raw:.0} | {own:.0} | {:.0}% | {hot:.0} | {} | {serialised:.0} |",
             own / raw * 100.0,
@@ -51,7 +62,9 @@ where
 {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + window;
-    let tasks: Vec<_> = (0..writers).map(|w| tokio::spawn(make(w)(done.clone(), deadline))).collect();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| tokio::spawn(make(w)(done.clone(), deadline)))
+        .collect();
     for t in tasks {
         let _ = t.await;
     }
@@ -68,7 +81,13 @@ fn event() -> NewEvent {
     }
 }
 
-fn raw_insert(pool: PgPool, writer: usize) -> impl FnOnce(Arc<AtomicU64>, Instant) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+fn raw_insert(
+    pool: PgPool,
+    writer: usize,
+) -> impl FnOnce(
+    Arc<AtomicU64>,
+    Instant,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     move |done, deadline| {
         Box::pin(async move {
             let stream = format!("raw-{writer}-{}", Uuid::now_v7());
@@ -98,13 +117,23 @@ fn raw_insert(pool: PgPool, writer: usize) -> impl FnOnce(Arc<AtomicU64>, Instan
     }
 }
 
-fn append_own(store: PgEventStore, writer: usize) -> impl FnOnce(Arc<AtomicU64>, Instant) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+fn append_own(
+    store: PgEventStore,
+    writer: usize,
+) -> impl FnOnce(
+    Arc<AtomicU64>,
+    Instant,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     move |done, deadline| {
         Box::pin(async move {
             let stream = format!("own-{writer}-{}", Uuid::now_v7());
             let mut version = 0u64;
             while Instant::now() < deadline {
-                let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+                let expected = if version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(version)
+                };
                 if store.append(&stream, expected, &[event()]).await.is_ok() {
                     version += 1;
                     done.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +143,13 @@ fn append_own(store: PgEventStore, writer: usize) -> impl FnOnce(Arc<AtomicU64>,
     }
 }
 
-fn append_hot(store: PgEventStore, conflicts: Arc<AtomicU64>) -> impl FnOnce(Arc<AtomicU64>, Instant) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+fn append_hot(
+    store: PgEventStore,
+    conflicts: Arc<AtomicU64>,
+) -> impl FnOnce(
+    Arc<AtomicU64>,
+    Instant,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     move |done, deadline| {
         Box::pin(async move {
             while Instant::now() < deadline {
@@ -136,12 +171,19 @@ fn append_serialised(
     store: PgEventStore,
     stream: String,
     head: Arc<tokio::sync::Mutex<u64>>,
-) -> impl FnOnce(Arc<AtomicU64>, Instant) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+) -> impl FnOnce(
+    Arc<AtomicU64>,
+    Instant,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     move |done, deadline| {
         Box::pin(async move {
             while Instant::now() < deadline {
                 let mut version = head.lock().await;
-                let expected = if *version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(*version) };
+                let expected = if *version == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(*version)
+                };
                 if store.append(&stream, expected, &[event()]).await.is_ok() {
                     *version += 1;
                     done.fetch_add(1, Ordering::Relaxed);

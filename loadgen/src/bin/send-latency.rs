@@ -6,7 +6,10 @@
 //! `cargo run --release -p loadgen --bin send-latency [-- SAMPLES]`
 
 use command_service::{CommandContext, CommandService, Intent};
-use domain::{Channel, ChannelCommand, ChannelId, ChannelKind, Event, MessageId, MessagePolicy, UserId, channel_stream};
+use domain::{
+    Channel, ChannelCommand, ChannelId, ChannelKind, Event, MessageId, MessagePolicy, UserId,
+    channel_stream,
+};
 use event_store::{ExpectedVersion, NewEvent, PgEventStore};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -14,7 +17,10 @@ use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let samples: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(300);
+    let samples: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     let url = loadgen::fresh_database("chat_bench_send").await?;
     let pool = event_store::connect(&url, 8).await?;
     let store = PgEventStore::new(pool);
@@ -36,14 +42,29 @@ async fn main() -> anyhow::Result<()> {
         }
         for (label, taken) in [("warm", warm_samples), ("cold", cold_samples)] {
             let l = loadgen::Latencies::of(taken);
-            println!("| {prior} | {label} | {samples} | {} | {} | {} | {} |", loadgen::ms(l.p50), loadgen::ms(l.p95), loadgen::ms(l.p99), loadgen::ms(l.max));
+            println!(
+                "| {prior} | {label} | {samples} | {} | {} | {} | {} |",
+                loadgen::ms(l.p50),
+                loadgen::ms(l.p95),
+                loadgen::ms(l.p99),
+                loadgen::ms(l.max)
+            );
         }
     }
     Ok(())
 }
 
-async fn timed_send(service: &CommandService, channel: ChannelId, owner: UserId) -> anyhow::Result<Duration> {
-    let ctx = CommandContext { actor: owner, correlation_id: Uuid::now_v7(), expected_version: None, idempotency_key: None };
+async fn timed_send(
+    service: &CommandService,
+    channel: ChannelId,
+    owner: UserId,
+) -> anyhow::Result<Duration> {
+    let ctx = CommandContext {
+        actor: owner,
+        correlation_id: Uuid::now_v7(),
+        expected_version: None,
+        idempotency_key: None,
+    };
     let command = ChannelCommand::SendMessage {
         message_id: MessageId::new(),
         content: "benchmark message".into(),
@@ -51,25 +72,38 @@ async fn timed_send(service: &CommandService, channel: ChannelId, owner: UserId)
         client_msg_id: None,
     };
     let started = Instant::now();
-    service.execute(channel, Intent::Command(command), &ctx, "MessageSent").await?;
+    service
+        .execute(channel, Intent::Command(command), &ctx, "MessageSent")
+        .await?;
     Ok(started.elapsed())
 }
 
 /// Creates a channel with `prior` messages, appended in large batches through
 /// the domain (so seqs and events are real), with a snapshot as the command
 /// service would have left it.
-async fn seed_channel(store: &PgEventStore, owner: UserId, prior: u64) -> anyhow::Result<ChannelId> {
+async fn seed_channel(
+    store: &PgEventStore,
+    owner: UserId,
+    prior: u64,
+) -> anyhow::Result<ChannelId> {
     let channel_id = ChannelId::new();
     let stream = channel_stream(channel_id);
     let policy = MessagePolicy::default();
     let created = Channel::decide(
         None,
         owner,
-        ChannelCommand::Create { channel_id, name: "bench".into(), kind: ChannelKind::Public, max_members: None },
+        ChannelCommand::Create {
+            channel_id,
+            name: "bench".into(),
+            kind: ChannelKind::Public,
+            max_members: None,
+        },
         &policy,
     )?;
     let mut state = created.iter().fold(None, Channel::evolve);
-    store.append(&stream, ExpectedVersion::NoStream, &to_new(&created)).await?;
+    store
+        .append(&stream, ExpectedVersion::NoStream, &to_new(&created))
+        .await?;
     let mut version = 1u64;
     let mut remaining = prior;
     while remaining > 0 {
@@ -86,14 +120,20 @@ async fn seed_channel(store: &PgEventStore, owner: UserId, prior: u64) -> anyhow
             state = decided.iter().fold(state, Channel::evolve);
             events.extend(decided);
         }
-        store.append(&stream, ExpectedVersion::Exact(version), &to_new(&events)).await?;
+        store
+            .append(&stream, ExpectedVersion::Exact(version), &to_new(&events))
+            .await?;
         version += batch;
         remaining -= batch;
         if prior >= 10_000 && (prior - remaining) % 20_000 == 0 {
             eprintln!("  seeded {}/{prior}", prior - remaining);
         }
     }
-    let snapshot = event_store::Snapshot { stream_version: version, snapshot_version: 1, state: serde_json::to_value(&state)? };
+    let snapshot = event_store::Snapshot {
+        stream_version: version,
+        snapshot_version: 1,
+        state: serde_json::to_value(&state)?,
+    };
     store.save_snapshot(&stream, &snapshot).await?;
     Ok(channel_id)
 }

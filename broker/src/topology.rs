@@ -1,0 +1,101 @@
+//! Declaring the topology. Every declaration is idempotent, so every process
+//! declares what it relies on at start and after every reconnect.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// Where the relay publishes every event.
+pub const EVENTS_EXCHANGE: &str = "chat.exchange";
+/// Where the projector announces committed read-model changes.
+pub const PROJECTIONS_EXCHANGE: &str = "chat.projections";
+/// Where rejected and over-delivered projector messages go.
+pub const DEAD_LETTER_EXCHANGE: &str = "chat.dlx";
+/// The projector's queue of events.
+pub const PROJECTOR_QUEUE: &str = "projector.events";
+/// Dead letters, for operators to inspect and retry.
+pub const DEAD_LETTER_QUEUE: &str = "projector.dlq";
+/// Deliveries of one message before the queue dead-letters it (crash loops).
+const DELIVERY_LIMIT: i64 = 5;
+
+/// Declares `chat.exchange`, the projector's quorum queue with its bindings, and
+/// the dead-letter path, so no event is ever published with no queue behind it.
+pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
+    declare_exchange(channel, EVENTS_EXCHANGE, ExchangeKind::Topic).await?;
+    declare_exchange(channel, DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout).await?;
+    channel
+        .queue_declare(
+            DEAD_LETTER_QUEUE.into(),
+            durable_queue(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            DEAD_LETTER_QUEUE.into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(DEAD_LETTER_EXCHANGE)),
+    );
+    arguments.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    channel
+        .queue_declare(PROJECTOR_QUEUE.into(), durable_queue(), arguments)
+        .await?;
+    for key in ["chat.channel.#", "chat.user.*.account"] {
+        channel
+            .queue_bind(
+                PROJECTOR_QUEUE.into(),
+                EVENTS_EXCHANGE.into(),
+                ShortString::from(key),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Declares `chat.projections`.
+pub async fn declare_projections(channel: &Channel) -> Result<(), lapin::Error> {
+    declare_exchange(channel, PROJECTIONS_EXCHANGE, ExchangeKind::Topic).await
+}
+
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}

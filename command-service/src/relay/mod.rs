@@ -1,0 +1,139 @@
+//! The outbox relay: reads the event log in commit order from a durable
+//! checkpoint and publishes every event to `chat.exchange` with publisher
+//! confirms; the checkpoint moves only after RabbitMQ confirmed. Several
+//! instances may run: an advisory lock lets one publish at a time, and
+//! another takes over when its session ends. Delivery is at least once.
+
+mod checkpoint;
+mod leader;
+mod publish;
+
+use event_store::{Cursor, LogFilter, PgEventStore};
+use sqlx::postgres::{PgListener, PgPool};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub use checkpoint::{RELAY_NAME, load_checkpoint};
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub amqp_url: String,
+    /// Events read and published per round.
+    pub batch_size: i64,
+    /// How often to look for events when no notification came (held-back
+    /// transactions, a missed notification).
+    pub poll_interval: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(amqp_url: impl Into<String>) -> Self {
+        Self {
+            amqp_url: amqp_url.into(),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why one leadership term of the relay ended.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("event log: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] broker::lapin::Error),
+    #[error("RabbitMQ refused to confirm event {0}")]
+    Nacked(uuid::Uuid),
+    #[error("encoding an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("lost the relay lock")]
+    LostLeadership,
+}
+
+/// Runs the relay until `shutdown` turns true, reconnecting to Postgres and
+/// RabbitMQ with backoff whenever either fails.
+pub async fn run(pool: PgPool, config: RelayConfig, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        match lead(&pool, &config, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                metrics::counter!("relay_restarts_total").increment(1);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; resuming from its checkpoint");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One term: wait to become the publishing instance, then publish until an error.
+async fn lead(
+    pool: &PgPool,
+    config: &RelayConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let Some(mut lock) = leader::acquire(pool, shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!("relay is publishing");
+    metrics::gauge!("relay_leader").set(1.0);
+    let result = publish_loop(pool, config, &mut lock, shutdown).await;
+    metrics::gauge!("relay_leader").set(0.0);
+    lock.release().await;
+    result
+}
+
+async fn publish_loop(
+    pool: &PgPool,
+    config: &RelayConfig,
+    lock: &mut leader::RelayLock,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let connection = broker::connect(&config.amqp_url, "chat-relay").await?;
+    let mut publisher = publish::Publisher::open(&connection).await?;
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("chat_events").await?;
+    let store = PgEventStore::new(pool.clone());
+    let all = LogFilter::default();
+    let mut cursor = load_checkpoint(pool).await?;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        lock.confirm_held().await?;
+        let batch = store.read_all(cursor, config.batch_size, &all).await?;
+        if let Some(last) = batch.last() {
+            publisher.publish_confirmed(&batch).await?;
+            let next = last.cursor();
+            checkpoint::save(pool, next).await?;
+            cursor = next;
+            metrics::counter!("relay_published_total").increment(batch.len() as u64);
+            metrics::gauge!("relay_checkpoint_position").set(next.global_position as f64);
+            metrics::gauge!("relay_last_event_age_seconds")
+                .set((chrono::Utc::now() - last.recorded_at).num_milliseconds() as f64 / 1e3);
+            if batch.len() as i64 == config.batch_size {
+                continue;
+            }
+        }
+        // Caught up: sleep until a commit is announced, or poll.
+        tokio::select! {
+            notified = listener.recv() => { notified?; }
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = shutdown.changed() => {}
+        }
+        // Drain notifications that piled up meanwhile: one read serves them all.
+        while listener.next_buffered().is_some() {}
+    }
+}
+
+/// Where the relay will resume (for status and tests).
+pub async fn checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+    load_checkpoint(pool).await
+}

@@ -1,0 +1,75 @@
+//! Publishing a batch with publisher confirms: every event of the batch is
+//! sent, then every confirm awaited; one nack fails the batch (it is resent).
+
+use super::RelayError;
+use broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use broker::lapin::types::{AMQPValue, FieldTable, LongString};
+use broker::lapin::{BasicProperties, Channel, Connection};
+use event_store::RecordedEvent;
+
+/// A confirm-mode channel with the topology declared.
+pub(super) struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub(super) async fn open(connection: &Connection) -> Result<Self, RelayError> {
+        let channel = connection.create_channel().await?;
+        broker::declare_events(&channel).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self { channel })
+    }
+
+    pub(super) async fn publish_confirmed(
+        &mut self,
+        batch: &[RecordedEvent],
+    ) -> Result<(), RelayError> {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for event in batch {
+            let body = serde_json::to_vec(event)?;
+            let confirm = self
+                .channel
+                .basic_publish(
+                    broker::EVENTS_EXCHANGE.into(),
+                    broker::routing_key(&event.stream_id, &event.event_type).into(),
+                    BasicPublishOptions {
+                        mandatory: false,
+                        ..Default::default()
+                    },
+                    &body,
+                    properties(event),
+                )
+                .await?;
+            confirms.push((event.event_id, confirm));
+        }
+        for (event_id, confirm) in confirms {
+            if !confirm.await?.is_ack() {
+                return Err(RelayError::Nacked(event_id));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn properties(event: &RecordedEvent) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if let Some(correlation) = event
+        .metadata
+        .get("correlation_id")
+        .and_then(|c| c.as_str())
+    {
+        headers.insert(
+            "correlation_id".into(),
+            AMQPValue::LongString(LongString::from(correlation)),
+        );
+    }
+    BasicProperties::default()
+        .with_message_id(event.event_id.to_string().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_type(event.event_type.clone().into())
+        .with_timestamp(event.recorded_at.timestamp().max(0) as u64)
+        .with_headers(headers)
+}

@@ -1,0 +1,267 @@
+//! The consuming loop: batches whatever deliveries are ready, applies them in
+//! one read-model transaction, acks after the commit, then announces.
+//! Reconnects to RabbitMQ with backoff; retries database failures in place so
+//! events are never reordered or dropped.
+
+use crate::apply::{AppliedChange, ApplyError, Outcome, apply_event};
+use crate::decode::{Poison, decode_delivery};
+use crate::{EventSchemas, LIVE_PROJECTION};
+use broker::lapin::message::Delivery;
+use broker::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+};
+use broker::lapin::types::FieldTable;
+use broker::lapin::{BasicProperties, Channel};
+use domain::Event;
+use event_store::{PgEventStore, RecordedEvent};
+use futures_util::{FutureExt, StreamExt};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How the projector runs.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    pub amqp_url: String,
+    /// Unacknowledged deliveries RabbitMQ may send ahead.
+    pub prefetch: u16,
+    /// Most events applied in one transaction.
+    pub max_batch: usize,
+}
+
+impl ProjectorConfig {
+    pub fn new(amqp_url: impl Into<String>) -> Self {
+        Self {
+            amqp_url: amqp_url.into(),
+            prefetch: 512,
+            max_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConsumeError {
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] broker::lapin::Error),
+    #[error("the consumer was cancelled")]
+    Cancelled,
+}
+
+struct Projector {
+    read: PgPool,
+    log: PgEventStore,
+    schemas: Arc<EventSchemas>,
+}
+
+/// Runs the projector until `shutdown` turns true.
+pub async fn run(
+    read: PgPool,
+    log: PgEventStore,
+    config: ProjectorConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let schemas = Arc::new(EventSchemas::load()?);
+    let projector = Projector { read, log, schemas };
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        match projector.consume(&config, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                metrics::counter!("projector_restarts_total").increment(1);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector interrupted; unacked events will be redelivered");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    Ok(())
+}
+
+impl Projector {
+    async fn consume(
+        &self,
+        config: &ProjectorConfig,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ConsumeError> {
+        let connection = broker::connect(&config.amqp_url, "chat-projector").await?;
+        let channel = connection.create_channel().await?;
+        broker::declare_events(&channel).await?;
+        broker::declare_projections(&channel).await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let announcer = connection.create_channel().await?;
+        let tag = format!("projector-{}", uuid::Uuid::now_v7());
+        let mut consumer = channel
+            .basic_consume(
+                broker::PROJECTOR_QUEUE.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!("projector consuming {}", broker::PROJECTOR_QUEUE);
+        loop {
+            let first = tokio::select! {
+                next = consumer.next() => next,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let mut batch = vec![first.ok_or(ConsumeError::Cancelled)??];
+            while batch.len() < config.max_batch {
+                match consumer.next().now_or_never() {
+                    Some(Some(delivery)) => batch.push(delivery?),
+                    _ => break,
+                }
+            }
+            self.process(batch, &announcer, shutdown).await?;
+        }
+    }
+
+    /// Applies a batch: poison to the dead letters, the rest in one transaction.
+    async fn process(
+        &self,
+        batch: Vec<Delivery>,
+        announcer: &Channel,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), ConsumeError> {
+        metrics::histogram!("projector_batch_size").record(batch.len() as f64);
+        let mut good: Vec<(Delivery, RecordedEvent, Event)> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match decode_delivery(&delivery.data, &self.schemas) {
+                Ok((recorded, event)) => good.push((delivery, recorded, event)),
+                Err(poison) => dead_letter(&delivery, &poison).await?,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        let changes = loop {
+            match self.apply_all(&good).await {
+                Ok(changes) => break changes,
+                Err((Some(index), error)) => {
+                    // This event can never apply (the log cannot heal it): dead-letter it alone.
+                    let (delivery, _, _) = good.remove(index);
+                    dead_letter(&delivery, &Poison(error.to_string())).await?;
+                }
+                Err((None, error)) => {
+                    if *shutdown.borrow() {
+                        return Err(ConsumeError::Cancelled);
+                    }
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "read model write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        if let Some((last, _, _)) = good.last() {
+            last.acker.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        for change in &changes {
+            announce(announcer, change).await;
+        }
+        Ok(())
+    }
+
+    /// One transaction for the batch; an error names the event it came from when
+    /// it is that event's fault.
+    async fn apply_all(
+        &self,
+        good: &[(Delivery, RecordedEvent, Event)],
+    ) -> Result<Vec<AppliedChange>, (Option<usize>, ApplyError)> {
+        let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
+        let mut changes = Vec::new();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for (index, (_, recorded, event)) in good.iter().enumerate() {
+            match apply_event(&mut tx, read_model::LIVE_SCHEMA, &self.log, recorded, event).await {
+                Ok(Outcome::Applied { changes: c, .. }) => {
+                    applied += c.len() as u64;
+                    changes.extend(c);
+                }
+                Ok(Outcome::Duplicate) => duplicates += 1,
+                Err(e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..))) => {
+                    return Err((Some(index), e));
+                }
+                Err(e) => return Err((None, e)),
+            }
+        }
+        if let Some((_, last, _)) = good.iter().max_by_key(|(_, r, _)| r.global_position) {
+            save_checkpoint(&mut tx, last)
+                .await
+                .map_err(|e| (None, e.into()))?;
+        }
+        tx.commit().await.map_err(|e| (None, e.into()))?;
+        metrics::counter!("projector_applied_total").increment(applied);
+        metrics::counter!("projector_skipped_duplicates_total").increment(duplicates);
+        if let Some((_, last, _)) = good.last() {
+            let lag = (chrono::Utc::now() - last.recorded_at)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1e3;
+            metrics::gauge!("projector_lag_seconds").set(lag);
+        }
+        Ok(changes)
+    }
+}
+
+async fn save_checkpoint(
+    tx: &mut sqlx::PgConnection,
+    last: &RecordedEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rm.checkpoints (projection, global_position, recorded_at, applied_at) VALUES ($1, $2, $3, now()) \
+         ON CONFLICT (projection) DO UPDATE SET global_position = greatest(rm.checkpoints.global_position, excluded.global_position), \
+         recorded_at = greatest(rm.checkpoints.recorded_at, excluded.recorded_at), applied_at = now()",
+    )
+    .bind(LIVE_PROJECTION)
+    .bind(last.global_position)
+    .bind(last.recorded_at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn dead_letter(delivery: &Delivery, poison: &Poison) -> Result<(), ConsumeError> {
+    metrics::counter!("projector_dead_lettered_total").increment(1);
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    tracing::error!(%message_id, reason = %poison, "dead-lettering an event that cannot be applied");
+    delivery
+        .acker
+        .reject(BasicRejectOptions { requeue: false })
+        .await?;
+    Ok(())
+}
+
+/// Tells the gateways a change is committed. Best effort: a client that misses
+/// a push sees a `seq` gap and catches up from the read model.
+async fn announce(channel: &Channel, change: &AppliedChange) {
+    let Some(channel_id) = change.channel_id else {
+        return;
+    };
+    let body = serde_json::json!({ "channel_id": channel_id, "event": change.event });
+    let Ok(body) = serde_json::to_vec(&body) else {
+        return;
+    };
+    let published = channel
+        .basic_publish(
+            broker::PROJECTIONS_EXCHANGE.into(),
+            format!("channel.{channel_id}").into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default()
+                .with_message_id(change.event.event_id.to_string().into())
+                .with_content_type("application/json".into()),
+        )
+        .await;
+    if let Err(e) = published {
+        tracing::warn!(error = %e, "could not announce a projection change");
+    }
+}

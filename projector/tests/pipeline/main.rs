@@ -1,0 +1,9 @@
+//! The read path end to end against real Postgres and RabbitMQ: relay,
+//! projector, read model. Each test has its own databases and vhost.
+
+mod helpers;
+
+mod delivery_faults;
+mod fold_equivalence;
+mod poison;
+mod relay;

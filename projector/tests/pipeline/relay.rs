@@ -1,0 +1,104 @@
+//! The relay: commit order to the broker, checkpoints, one publisher among
+//! several instances, and a RabbitMQ restart under load.
+
+use crate::helpers::Pipeline;
+use command_service::relay;
+use domain::UserId;
+use std::process::Command;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checkpoint_reaches_the_head_after_publishing() {
+    let p = Pipeline::running().await;
+    let owner = UserId::new();
+    let channel = p.create_channel(owner).await;
+    for _ in 0..20 {
+        p.send(owner, channel, "x").await;
+    }
+    p.wait_projected().await;
+    let head = p
+        .store()
+        .read_all(event_store::Cursor::START, 10_000, &Default::default())
+        .await
+        .expect("log");
+    let last = head.last().expect("events").cursor();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while relay::checkpoint(&p.log.pool).await.expect("checkpoint") != last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay checkpoint did not reach the head"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two relays: one publishes; when it dies the other takes over from the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_relay_takes_over_when_the_first_dies() {
+    let mut p = Pipeline::new().await;
+    p.start_projector();
+    let first = tokio::spawn(relay::run(
+        p.log.pool.clone(),
+        relay::RelayConfig {
+            poll_interval: Duration::from_millis(50),
+            ..relay::RelayConfig::new(p.vhost.amqp_url.clone())
+        },
+        tokio::sync::watch::channel(false).1,
+    ));
+    let owner = UserId::new();
+    let channel = p.create_channel(owner).await;
+    p.send(owner, channel, "before").await;
+    p.wait_projected().await;
+
+    p.start_relay();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.abort();
+    let _ = first.await;
+    for _ in 0..5 {
+        p.send(owner, channel, "after").await;
+    }
+    p.wait_projected().await;
+}
+
+/// RabbitMQ's app stopped and started while events are being written: the relay
+/// reconnects, re-declares and resumes from its checkpoint; nothing is lost.
+/// Runs alone (`exclusive_`): it takes the shared broker down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exclusive_rabbitmq_restart_loses_nothing() {
+    let p = Pipeline::running().await;
+    let owner = UserId::new();
+    let channel = p.create_channel(owner).await;
+    for _ in 0..10 {
+        p.send(owner, channel, "before").await;
+    }
+    p.wait_projected().await;
+
+    let stopped = Command::new("rabbitmqctl")
+        .args(["-q", "stop_app"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(stopped.success());
+    let restart = tokio::task::spawn_blocking(|| {
+        std::thread::sleep(Duration::from_secs(2));
+        let started = Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "await_startup"])
+            .status();
+        started
+    });
+    for _ in 0..30 {
+        p.send(owner, channel, "during").await;
+    }
+    assert!(restart.await.expect("join").expect("rabbitmqctl").success());
+    for _ in 0..10 {
+        p.send(owner, channel, "after").await;
+    }
+    p.wait_projected().await;
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM rm.messages")
+        .fetch_one(&p.read.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 50);
+}

@@ -1,0 +1,47 @@
+//! `query-service`: the query API and the event-history API alone on `CHAT_HTTP_ADDR`.
+
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use event_store::PgEventStore;
+use query_service::QueryService;
+use service_kit::Settings;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    service_kit::init_tracing(settings.log_format);
+    let secret = settings
+        .jwt_secret
+        .clone()
+        .context("CHAT_JWT_SECRET is not set: set it to a random string of at least 32 bytes")?;
+    let jwt = auth::JwtConfig::new(
+        secret.as_bytes(),
+        &settings.jwt_issuer,
+        &settings.jwt_audience,
+        settings.jwt_ttl_secs,
+    )?;
+    let read = read_model::connect(&settings.read_database_url, 32).await?;
+    let log = event_store::connect(&settings.database_url, 16).await?;
+    let service = web::Data::new(QueryService::new(
+        read,
+        PgEventStore::new(log),
+        settings.admins.clone(),
+    ));
+    let jwt = web::Data::new(jwt);
+    let max_body = settings.max_body_bytes;
+    tracing::info!(addr = %settings.http_addr, "query-service listening");
+    HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(service_kit::observe_requests))
+            .app_data(service.clone())
+            .app_data(jwt.clone())
+            .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
+            .configure(service_kit::metrics_route)
+            .configure(query_service::configure)
+    })
+    .bind(&settings.http_addr)
+    .with_context(|| format!("cannot listen on {}", settings.http_addr))?
+    .run()
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Message history of one channel, newest first, paged by `seq`: the page is
+//! the newest `limit` messages with `after < seq < before`. Seqs are the
+//! cursor, so pages stay stable while new messages arrive.
+
+use crate::access::readable_channel;
+use crate::{QueryError, QueryService, params};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use service_kit::{ApiError, AuthUser};
+use uuid::Uuid;
+
+/// Messages per page when `limit` is absent.
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
+/// The largest page; larger limits are clamped to it.
+pub(crate) const MAX_LIMIT: i64 = 100;
+
+/// A message as clients see it; a deleted one is a tombstone with its seq.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub(super) struct MessageView {
+    pub message_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub content: Option<String>,
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}
+
+/// Newest first within the exclusive seq interval; one row beyond the page
+/// tells whether more exist. The range scan runs on the (channel_id, seq) key.
+const PAGE: &str = "
+SELECT message_id, seq, sender_id,
+       CASE WHEN deleted THEN NULL ELSE content END AS content,
+       message_type, created_at, edited_at, deleted
+FROM rm.messages
+WHERE channel_id = $1 AND seq > $2 AND seq < $3
+ORDER BY seq DESC
+LIMIT $4";
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// 200 `{"messages": [...], "has_more": bool}`.
+pub(super) async fn history(
+    user: AuthUser,
+    service: web::Data<QueryService>,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let before = params::integer("before", query.before.as_deref())?.unwrap_or(i64::MAX);
+    let after = params::integer("after", query.after.as_deref())?.unwrap_or(i64::MIN);
+    let limit = params::integer("limit", query.limit.as_deref())?
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, MAX_LIMIT);
+    let channel = readable_channel(service.read_pool(), &path, user.user_id).await?;
+    let mut messages = sqlx::query_as::<_, MessageView>(PAGE)
+        .bind(channel.channel_id)
+        .bind(after)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(service.read_pool())
+        .await
+        .map_err(QueryError::ReadDb)?;
+    let has_more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages, "has_more": has_more })))
+}

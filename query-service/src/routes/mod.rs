@@ -1,0 +1,29 @@
+//! The query endpoints of DESIGN.md §6, mounted on any actix `ServiceConfig`
+//! (alone in `query-service`, or beside the other services in `chat up`).
+
+mod channel;
+mod channels;
+mod events;
+mod messages;
+
+use actix_web::web;
+
+/// Every route this crate mounts, as (method, path pattern).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/channels"),
+    ("GET", "/api/channels/{id}"),
+    ("GET", "/api/channels/{id}/messages"),
+    ("GET", "/api/events"),
+];
+
+/// Mounts every query route. The host registers `web::Data<QueryService>`,
+/// `web::Data<auth::JwtConfig>` and `service_kit::configure_extractors`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/channels", web::get().to(channels::list_mine))
+        .route("/api/channels/{id}", web::get().to(channel::show))
+        .route(
+            "/api/channels/{id}/messages",
+            web::get().to(messages::history),
+        )
+        .route("/api/events", web::get().to(events::export));
+}

@@ -1,0 +1,99 @@
+//! `GET /api/channels/{id}`: one channel with its members; private channels
+//! only for members, public ones for anyone signed in.
+
+use crate::helpers::*;
+use serde_json::json;
+use uuid::Uuid;
+
+#[actix_web::test]
+async fn channel_detail_lists_members_with_user_names() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    // A member whose user row the projector has not written yet.
+    let ghost = Uuid::new_v4();
+    let ch = app.channel("general", "private", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+    app.member(ch, ghost, "member", 2, 0).await;
+    app.member(ch, bob, "admin", 1, 0).await;
+    app.messages(ch, 3, bob).await;
+
+    let answer = app
+        .get(&format!("/api/channels/{ch}"), &token(bob, "bob"))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        json!({
+            "channel_id": ch, "name": "general", "kind": "private", "max_members": 50,
+            "owner_id": alice, "archived": false, "created_at": at(0), "last_seq": 3,
+            "members": [
+                {"user_id": alice, "username": "alice", "display_name": "ALICE", "role": "owner", "joined_at": at(0)},
+                {"user_id": bob, "username": "bob", "display_name": "BOB", "role": "admin", "joined_at": at(1)},
+                {"user_id": ghost, "username": null, "display_name": null, "role": "member", "joined_at": at(2)}
+            ]
+        })
+    );
+}
+
+#[actix_web::test]
+async fn private_channels_are_only_for_members() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let eve = app.user("eve").await;
+    let ch = app.channel("secret", "private", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+
+    let member = app
+        .get(&format!("/api/channels/{ch}"), &token(alice, "alice"))
+        .await;
+    assert_eq!(member.status, 200);
+    let outsider = app
+        .get(&format!("/api/channels/{ch}"), &token(eve, "eve"))
+        .await;
+    assert_eq!(
+        (outsider.status, outsider.code()),
+        (403, "not_a_member"),
+        "{outsider:?}"
+    );
+    assert!(
+        outsider.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[actix_web::test]
+async fn public_channels_are_readable_by_anyone_signed_in() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let ch = app.channel("lobby", "public", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+    // Not even a user row: a token is all it takes.
+    let stranger = Uuid::new_v4();
+    let answer = app
+        .get(&format!("/api/channels/{ch}"), &token(stranger, "stranger"))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body["members"].as_array().map(Vec::len), Some(1));
+}
+
+#[actix_web::test]
+async fn unknown_and_malformed_channel_ids_are_404() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let t = token(alice, "alice");
+    for id in [Uuid::new_v4().to_string(), "not-a-uuid".into(), "42".into()] {
+        for path in [
+            format!("/api/channels/{id}"),
+            format!("/api/channels/{id}/messages"),
+        ] {
+            let answer = app.get(&path, &t).await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (404, "channel_not_found"),
+                "{path}: {answer:?}"
+            );
+        }
+    }
+}
