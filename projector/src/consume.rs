@@ -10,7 +10,8 @@ use broker::lapin::message::Delivery;
 use broker::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
 };
-use broker::lapin::types::FieldTable;
+use broker::lapin::options::ConfirmSelectOptions;
+use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel};
 use domain::Event;
 use event_store::{PgEventStore, RecordedEvent};
@@ -97,6 +98,8 @@ impl Projector {
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
         let announcer = connection.create_channel().await?;
+        let dead_letters = connection.create_channel().await?;
+        dead_letters.confirm_select(ConfirmSelectOptions::default()).await?;
         let tag = format!("projector-{}", uuid::Uuid::now_v7());
         let mut consumer = channel
             .basic_consume(
@@ -119,7 +122,7 @@ impl Projector {
                     _ => break,
                 }
             }
-            self.process(batch, &announcer, shutdown).await?;
+            self.process(batch, &announcer, &dead_letters, shutdown).await?;
         }
     }
 
@@ -128,6 +131,7 @@ impl Projector {
         &self,
         batch: Vec<Delivery>,
         announcer: &Channel,
+        dead_letters: &Channel,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), ConsumeError> {
         metrics::histogram!("projector_batch_size").record(batch.len() as f64);
@@ -135,7 +139,7 @@ impl Projector {
         for delivery in batch {
             match decode_delivery(&delivery.data, &self.schemas) {
                 Ok((recorded, event)) => good.push((delivery, recorded, event)),
-                Err(poison) => dead_letter(&delivery, &poison).await?,
+                Err(poison) => dead_letter(dead_letters, &delivery, &poison).await?,
             }
         }
         let mut backoff = Duration::from_millis(50);
@@ -145,7 +149,7 @@ impl Projector {
                 Err((Some(index), error)) => {
                     // This event can never apply (the log cannot heal it): dead-letter it alone.
                     let (delivery, _, _) = good.remove(index);
-                    dead_letter(&delivery, &Poison(error.to_string())).await?;
+                    dead_letter(dead_letters, &delivery, &Poison(error.to_string())).await?;
                 }
                 Err((None, error)) => {
                     if *shutdown.borrow() {
@@ -224,19 +228,28 @@ async fn save_checkpoint(
     Ok(())
 }
 
-async fn dead_letter(delivery: &Delivery, poison: &Poison) -> Result<(), ConsumeError> {
+/// Sends a message that can never apply to the dead letters, with the reason
+/// (`x-chat-reason`) and its original routing key (`x-chat-routing-key`) as
+/// headers for operators, and acks it only once RabbitMQ confirmed the copy.
+async fn dead_letter(dead_letters: &Channel, delivery: &Delivery, poison: &Poison) -> Result<(), ConsumeError> {
     metrics::counter!("projector_dead_lettered_total").increment(1);
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default();
     tracing::error!(%message_id, reason = %poison, "dead-lettering an event that cannot be applied");
-    delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: false })
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("x-chat-reason".into(), AMQPValue::LongString(LongString::from(poison.0.as_str())));
+    headers.insert("x-chat-routing-key".into(), AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())));
+    headers.insert("x-chat-failed-at".into(), AMQPValue::LongString(LongString::from(chrono::Utc::now().to_rfc3339())));
+    let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+    let confirm = dead_letters
+        .basic_publish(broker::DEAD_LETTER_EXCHANGE.into(), delivery.routing_key.clone(), BasicPublishOptions::default(), &delivery.data, properties)
+        .await?
         .await?;
+    if confirm.is_ack() {
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+    } else {
+        // Not stored: let the queue's own dead-lettering take it.
+        delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
+    }
     Ok(())
 }
 
