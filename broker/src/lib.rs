@@ -21,6 +21,8 @@ pub enum BrokerError {
     Unreachable { url: String, source: lapin::Error },
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ ended the consumer (channel or connection closed)")]
+    ConsumerEnded,
 }
 
 /// Connects to RabbitMQ, naming the process in the management UI.

@@ -15,6 +15,9 @@ pub enum CommandError {
     /// Retries against concurrent writers ran out.
     #[error("too many concurrent changes; retry")]
     Contention,
+    /// The sender exceeded their send rate.
+    #[error("too many messages; retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
     /// The idempotency key was first used for a different kind of command.
     #[error("this idempotency key was already used for another command")]
     KeyReused,
@@ -42,6 +45,11 @@ impl From<CommandError> for ApiError {
                 ApiError::conflict("version_conflict", e.to_string())
             }
             e @ CommandError::Contention => ApiError::conflict("contention", e.to_string()),
+            e @ CommandError::RateLimited { .. } => ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                e.to_string(),
+            ),
             e @ CommandError::KeyReused => {
                 ApiError::unprocessable("idempotency_key_reused", e.to_string())
             }

@@ -87,6 +87,7 @@ pub struct CommandService {
     pub(crate) policy: MessagePolicy,
     stripes: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
+    limiter: Option<redis_store::RateLimiter>,
 }
 
 impl CommandService {
@@ -97,7 +98,14 @@ impl CommandService {
             policy,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             hasher: RandomState::new(),
+            limiter: None,
         }
+    }
+
+    /// Limits message sends per user with `limiter` (shared by every instance).
+    pub fn with_rate_limiter(mut self, limiter: redis_store::RateLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     pub fn store(&self) -> &PgEventStore {
@@ -115,6 +123,9 @@ impl CommandService {
     ) -> Result<Executed, CommandError> {
         if let Some(replayed) = self.replay(ctx, expect_type).await? {
             return Ok(replayed);
+        }
+        if matches!(intent, Intent::Command(ChannelCommand::SendMessage { .. })) {
+            self.admit_send(ctx.actor).await?;
         }
         let stream = channel_stream(channel_id);
         let stripe = self.hasher.hash_one(&stream) as usize % STRIPES;
@@ -178,6 +189,24 @@ impl CommandService {
         }
         metrics::counter!("commands_total", "outcome" => "contention").increment(1);
         Err(CommandError::Contention)
+    }
+
+    /// Takes a send from the actor's rate-limit bucket. Fails open when Redis is
+    /// unreachable: the limit protects the service, it must not take sending down.
+    async fn admit_send(&self, actor: UserId) -> Result<(), CommandError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        match limiter.admit(actor.0).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(limited)) => Err(CommandError::RateLimited {
+                retry_after_ms: limited.retry_after_ms,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; admitting the send");
+                Ok(())
+            }
+        }
     }
 
     /// The first result of an idempotency key used before, if it was.

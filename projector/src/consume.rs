@@ -7,10 +7,10 @@ use crate::apply::{AppliedChange, ApplyError, Outcome, apply_event};
 use crate::decode::{Poison, decode_delivery};
 use crate::{EventSchemas, LIVE_PROJECTION};
 use broker::lapin::message::Delivery;
+use broker::lapin::options::ConfirmSelectOptions;
 use broker::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
 };
-use broker::lapin::options::ConfirmSelectOptions;
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel};
 use domain::Event;
@@ -99,7 +99,9 @@ impl Projector {
             .await?;
         let announcer = connection.create_channel().await?;
         let dead_letters = connection.create_channel().await?;
-        dead_letters.confirm_select(ConfirmSelectOptions::default()).await?;
+        dead_letters
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let tag = format!("projector-{}", uuid::Uuid::now_v7());
         let mut consumer = channel
             .basic_consume(
@@ -122,7 +124,8 @@ impl Projector {
                     _ => break,
                 }
             }
-            self.process(batch, &announcer, &dead_letters, shutdown).await?;
+            self.process(batch, &announcer, &dead_letters, shutdown)
+                .await?;
         }
     }
 
@@ -231,24 +234,55 @@ async fn save_checkpoint(
 /// Sends a message that can never apply to the dead letters, with the reason
 /// (`x-chat-reason`) and its original routing key (`x-chat-routing-key`) as
 /// headers for operators, and acks it only once RabbitMQ confirmed the copy.
-async fn dead_letter(dead_letters: &Channel, delivery: &Delivery, poison: &Poison) -> Result<(), ConsumeError> {
+async fn dead_letter(
+    dead_letters: &Channel,
+    delivery: &Delivery,
+    poison: &Poison,
+) -> Result<(), ConsumeError> {
     metrics::counter!("projector_dead_lettered_total").increment(1);
-    let message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     tracing::error!(%message_id, reason = %poison, "dead-lettering an event that cannot be applied");
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert("x-chat-reason".into(), AMQPValue::LongString(LongString::from(poison.0.as_str())));
-    headers.insert("x-chat-routing-key".into(), AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())));
-    headers.insert("x-chat-failed-at".into(), AMQPValue::LongString(LongString::from(chrono::Utc::now().to_rfc3339())));
-    let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+    headers.insert(
+        "x-chat-reason".into(),
+        AMQPValue::LongString(LongString::from(poison.0.as_str())),
+    );
+    headers.insert(
+        "x-chat-routing-key".into(),
+        AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
+    );
+    headers.insert(
+        "x-chat-failed-at".into(),
+        AMQPValue::LongString(LongString::from(chrono::Utc::now().to_rfc3339())),
+    );
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
     let confirm = dead_letters
-        .basic_publish(broker::DEAD_LETTER_EXCHANGE.into(), delivery.routing_key.clone(), BasicPublishOptions::default(), &delivery.data, properties)
+        .basic_publish(
+            broker::DEAD_LETTER_EXCHANGE.into(),
+            delivery.routing_key.clone(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
         .await?
         .await?;
     if confirm.is_ack() {
         delivery.acker.ack(BasicAckOptions::default()).await?;
     } else {
         // Not stored: let the queue's own dead-lettering take it.
-        delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
+        delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await?;
     }
     Ok(())
 }

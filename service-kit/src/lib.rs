@@ -4,12 +4,14 @@
 
 mod error;
 mod extract;
+mod health;
 mod metrics_endpoint;
 mod settings;
 mod telemetry;
 
 pub use error::ApiError;
 pub use extract::{AuthUser, RequestId, configure_extractors};
+pub use health::{Check, Readiness, health_routes};
 pub use metrics_endpoint::{install_metrics, metrics_route};
 pub use settings::{LogFormat, Settings, SettingsError};
 pub use telemetry::{init_tracing, observe_requests};

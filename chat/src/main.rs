@@ -1,0 +1,61 @@
+//! `chat`: run the whole system, or one part of it, or an operator's or
+//! analyst's tool. Data goes to stdout, logs and progress to stderr.
+
+mod services;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// An event-sourced chat backend.
+#[derive(Debug, Parser)]
+#[command(name = "chat", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs everything in one process on one port: command API, relay,
+    /// projector, query API and WebSocket gateway. Creates databases,
+    /// exchanges and queues on first start.
+    Up(up::UpArgs),
+    /// Runs the WebSocket gateway alone (with the command path for `send`).
+    Gateway(up::UpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match service_kit::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    service_kit::init_tracing(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chat: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(settings, args, up::Role::Everything).await,
+            Command::Gateway(args) => up::run(settings, args, up::Role::GatewayOnly).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `chat up` and `chat gateway`: the services hosted in one actix server on
+//! one port, with the relay and projector as background tasks.
+
+use crate::services;
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use command_service::CommandService;
+use domain::MessagePolicy;
+use event_store::PgEventStore;
+use futures_util::FutureExt;
+use gateway::{Gateway, GatewayConfig};
+use query_service::QueryService;
+use service_kit::{Readiness, Settings};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Options of `chat up` / `chat gateway`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Address to listen on (overrides CHAT_HTTP_ADDR), e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub addr: Option<String>,
+}
+
+/// What this process hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Everything,
+    GatewayOnly,
+}
+
+pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result<ExitCode> {
+    let addr = args.addr.unwrap_or_else(|| settings.http_addr.clone());
+    let jwt = web::Data::new(services::jwt(&settings, role == Role::Everything)?);
+    let log = services::event_log(&settings).await?;
+    let read = services::read_model(&settings).await?;
+    let redis = services::redis(&settings).await?;
+    services::broker(&settings).await?;
+
+    let policy = MessagePolicy::new(settings.max_message_chars, &settings.banned_words);
+    let limiter = redis_store::RateLimiter::new(
+        redis.clone(),
+        settings.send_rate_per_sec,
+        settings.send_burst,
+    );
+    let commands = Arc::new(
+        CommandService::new(PgEventStore::new(log.clone()), policy).with_rate_limiter(limiter),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+
+    let mut workers = Vec::new();
+    if role == Role::Everything {
+        let relay = command_service::relay::RelayConfig::new(settings.amqp_url.clone());
+        workers.push(tokio::spawn(command_service::relay::run(
+            log.clone(),
+            relay,
+            shutdown.clone(),
+        )));
+        let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone());
+        let (read2, log2, shutdown2) = (
+            read.clone(),
+            PgEventStore::new(log.clone()),
+            shutdown.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            if let Err(e) = projector::run(read2, log2, projector_config, shutdown2).await {
+                tracing::error!(error = %e, "projector stopped");
+            }
+        }));
+    }
+    let gateway_config = GatewayConfig {
+        allowed_origins: settings.allowed_origins.clone(),
+        ..GatewayConfig::new(settings.amqp_url.clone())
+    };
+    let gateway = Gateway::new(
+        gateway_config,
+        read.clone(),
+        commands.clone(),
+        redis.clone(),
+    );
+    gateway.start(shutdown.clone());
+
+    let readiness = readiness(&log, &read, &redis, &settings.amqp_url);
+    let commands = web::Data::from(commands);
+    let queries = web::Data::new(QueryService::new(
+        read.clone(),
+        PgEventStore::new(log.clone()),
+        settings.admins.clone(),
+    ));
+    let gateway = web::Data::new(gateway);
+    let max_body = settings.max_body_bytes;
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .wrap(middleware::from_fn(service_kit::observe_requests))
+            .app_data(jwt.clone())
+            .app_data(commands.clone())
+            .app_data(gateway.clone())
+            .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
+            .configure(service_kit::metrics_route)
+            .configure(service_kit::health_routes(readiness.clone()))
+            .configure(gateway::configure);
+        if role == Role::Everything {
+            app.app_data(queries.clone())
+                .configure(command_service::configure)
+                .configure(query_service::configure)
+        } else {
+            app
+        }
+    })
+    .bind(&addr)
+    .with_context(|| format!("cannot listen on {addr}"))?
+    .run();
+    tracing::info!(%addr, ?role, "chat is up: HTTP API, WebSocket at /ws, metrics at /metrics");
+    server.await?;
+    let _ = stop.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn readiness(
+    log: &sqlx::PgPool,
+    read: &sqlx::PgPool,
+    redis: &redis_store::RedisStore,
+    amqp_url: &str,
+) -> Readiness {
+    let (log, read, redis, amqp) = (
+        log.clone(),
+        read.clone(),
+        redis.clone(),
+        amqp_url.to_owned(),
+    );
+    Readiness::new()
+        .with("event_log", Arc::new(move || ping_pg(log.clone()).boxed()))
+        .with(
+            "read_model",
+            Arc::new(move || ping_pg(read.clone()).boxed()),
+        )
+        .with(
+            "redis",
+            Arc::new(move || {
+                let redis = redis.clone();
+                async move { redis.ping().await.map_err(|e| e.to_string()) }.boxed()
+            }),
+        )
+        .with(
+            "rabbitmq",
+            Arc::new(move || {
+                let amqp = amqp.clone();
+                async move {
+                    let connection = broker::connect(&amqp, "chat-ready")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let _ = connection.close(0, "ready".into()).await;
+                    Ok(())
+                }
+                .boxed()
+            }),
+        )
+}
+
+async fn ping_pg(pool: sqlx::PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

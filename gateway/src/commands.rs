@@ -1,0 +1,365 @@
+//! What each client frame does. Every frame is authorized on its own: a
+//! subscription is checked against the read model, a send goes through the
+//! command service like an HTTP send (same rules, same error codes).
+
+use crate::Gateway;
+use crate::frames::{ClientFrame, ServerFrame};
+use crate::history::{Access, MAX_RECOVERY};
+use crate::hub::{Connection, Live};
+use command_service::{CommandContext, CommandError, Executed, Intent};
+use domain::{ChannelCommand, MessageId};
+use serde_json::Value;
+use service_kit::ApiError;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub(crate) async fn handle(
+    gateway: &Arc<Gateway>,
+    connection: &Arc<Connection>,
+    frame: ClientFrame,
+    id: Option<Value>,
+) {
+    let reply = match frame {
+        ClientFrame::Ping => Some(ServerFrame::Pong { id }),
+        ClientFrame::Subscribe {
+            channel_id,
+            after_seq,
+        } => subscribe(gateway, connection, channel_id, after_seq, id).await,
+        ClientFrame::Unsubscribe { channel_id } => {
+            if gateway.hub.unsubscribe(connection.id, channel_id)
+                && let Err(e) = gateway
+                    .presence
+                    .leave(channel_id, connection.user_id, connection.id)
+                    .await
+            {
+                tracing::warn!(error = %e, "presence leave failed");
+            }
+            Some(ServerFrame::Unsubscribed { id, channel_id })
+        }
+        ClientFrame::Typing { channel_id } => {
+            if gateway.hub.is_subscribed(connection.id, channel_id) {
+                let typing = redis_store::LiveEvent::Typing {
+                    channel_id,
+                    user_id: connection.user_id,
+                };
+                gateway
+                    .presence
+                    .publish(&typing)
+                    .await
+                    .err()
+                    .map(|e| ServerFrame::error("unavailable", e.to_string(), id))
+            } else {
+                Some(ServerFrame::error(
+                    "not_subscribed",
+                    "subscribe to the channel first",
+                    id,
+                ))
+            }
+        }
+        ClientFrame::Send {
+            channel_id,
+            content,
+            client_msg_id,
+            message_type,
+        } => {
+            if client_msg_id.is_empty() || client_msg_id.len() > 200 {
+                Some(ServerFrame::error(
+                    "invalid_frame",
+                    "client_msg_id must be 1 to 200 bytes",
+                    id,
+                ))
+            } else {
+                let key = format!("msg:{}:{client_msg_id}", connection.user_id);
+                let command = ChannelCommand::SendMessage {
+                    message_id: MessageId::new(),
+                    content,
+                    message_type: message_type.unwrap_or_else(|| "text".into()),
+                    client_msg_id: Some(client_msg_id.clone()),
+                };
+                let result = execute(
+                    gateway,
+                    connection,
+                    channel_id,
+                    Intent::Command(command),
+                    Some(key),
+                    "MessageSent",
+                )
+                .await;
+                Some(reply_with(result, id, Some(client_msg_id)))
+            }
+        }
+        ClientFrame::Edit {
+            channel_id,
+            message_id,
+            content,
+        } => {
+            let intent = Intent::Edit {
+                message_id: message_id.into(),
+                content,
+            };
+            Some(reply_with(
+                execute(
+                    gateway,
+                    connection,
+                    channel_id,
+                    intent,
+                    None,
+                    "MessageEdited",
+                )
+                .await,
+                id,
+                None,
+            ))
+        }
+        ClientFrame::Delete {
+            channel_id,
+            message_id,
+        } => {
+            let intent = Intent::Delete {
+                message_id: message_id.into(),
+            };
+            let result = execute(
+                gateway,
+                connection,
+                channel_id,
+                intent,
+                None,
+                "MessageDeleted",
+            )
+            .await;
+            Some(match result {
+                Ok(_) => ServerFrame::Ack {
+                    id,
+                    client_msg_id: None,
+                    message_id: Some(message_id),
+                    seq: None,
+                },
+                Err(e) => error_frame(e, id),
+            })
+        }
+        ClientFrame::Read { channel_id, seq } => {
+            let intent = Intent::Command(ChannelCommand::MarkRead { seq });
+            Some(
+                match execute(gateway, connection, channel_id, intent, None, "ReadUpTo").await {
+                    Ok(_) => ServerFrame::Ack {
+                        id,
+                        client_msg_id: None,
+                        message_id: None,
+                        seq: Some(seq),
+                    },
+                    Err(e) => error_frame(e, id),
+                },
+            )
+        }
+    };
+    if let Some(frame) = reply {
+        connection.push(frame.to_text().into());
+    }
+}
+
+/// Subscribes with gap-free resume: register (buffering live frames), answer
+/// `subscribed`, replay what the client missed, then flush and go live.
+async fn subscribe(
+    gateway: &Arc<Gateway>,
+    connection: &Arc<Connection>,
+    channel_id: Uuid,
+    after_seq: Option<u64>,
+    id: Option<Value>,
+) -> Option<ServerFrame> {
+    if gateway.hub.is_subscribed(connection.id, channel_id) {
+        gateway.hub.unsubscribe(connection.id, channel_id);
+    }
+    let sub = gateway.hub.subscribe(connection, channel_id);
+    let access = match gateway
+        .hub
+        .history()
+        .access(channel_id, connection.user_id)
+        .await
+    {
+        Ok(access) => access,
+        Err(e) => {
+            gateway.hub.unsubscribe(connection.id, channel_id);
+            return Some(ServerFrame::error(
+                "unavailable",
+                format!("read model unavailable: {e}"),
+                id,
+            ));
+        }
+    };
+    let last_seq = match access {
+        Access::Allowed { last_seq } => last_seq,
+        refused => {
+            gateway.hub.unsubscribe(connection.id, channel_id);
+            let (code, message) = match refused {
+                Access::NotFound => ("channel_not_found", "channel not found"),
+                Access::Banned => ("banned", "you are banned from this channel"),
+                _ => (
+                    "not_a_member",
+                    "this channel is private: only members may subscribe",
+                ),
+            };
+            return Some(ServerFrame::Error {
+                code: code.into(),
+                message: message.into(),
+                id,
+                channel_id: Some(channel_id),
+            });
+        }
+    };
+    let (from, recovered) = match after_seq {
+        Some(after) if after >= last_seq => (last_seq, true),
+        Some(after) if last_seq - after <= MAX_RECOVERY => (after, true),
+        _ => (last_seq, false),
+    };
+    connection.push(
+        ServerFrame::Subscribed {
+            id,
+            channel_id,
+            last_seq,
+            recovered,
+        }
+        .to_text()
+        .into(),
+    );
+    match gateway.presence.online_users(channel_id).await {
+        Ok(online) => {
+            for user_id in online {
+                connection.push(
+                    ServerFrame::Presence {
+                        channel_id,
+                        user_id,
+                        online: true,
+                    }
+                    .to_text()
+                    .into(),
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "presence read failed"),
+    }
+    if let Err(e) = gateway
+        .presence
+        .join(channel_id, connection.user_id, connection.id)
+        .await
+    {
+        tracing::warn!(error = %e, "presence join failed");
+    }
+    gateway.hub.catch_up(&sub, from).await;
+    None
+}
+
+async fn execute(
+    gateway: &Gateway,
+    connection: &Connection,
+    channel_id: Uuid,
+    intent: Intent,
+    idempotency_key: Option<String>,
+    expect_type: &str,
+) -> Result<Executed, CommandError> {
+    let ctx = CommandContext {
+        actor: connection.user_id.into(),
+        correlation_id: Uuid::now_v7(),
+        expected_version: None,
+        idempotency_key,
+    };
+    gateway
+        .commands
+        .execute(channel_id.into(), intent, &ctx, expect_type)
+        .await
+}
+
+fn reply_with(
+    result: Result<Executed, CommandError>,
+    id: Option<Value>,
+    client_msg_id: Option<String>,
+) -> ServerFrame {
+    match result {
+        Ok(executed) => {
+            let data = executed
+                .first_event()
+                .map(|e| e.data.clone())
+                .unwrap_or_default();
+            ServerFrame::Ack {
+                id,
+                client_msg_id,
+                message_id: data
+                    .get("message_id")
+                    .and_then(|m| m.as_str())
+                    .and_then(|m| m.parse().ok()),
+                seq: data.get("seq").and_then(Value::as_u64),
+            }
+        }
+        Err(e) => error_frame(e, id),
+    }
+}
+
+/// The same codes as HTTP, from the same conversion.
+fn error_frame(error: CommandError, id: Option<Value>) -> ServerFrame {
+    let api: ApiError = error.into();
+    ServerFrame::error(api.code, api.message, id)
+}
+
+/// A live frame for an announced event, with the user it evicts if any.
+pub(crate) fn live_frame(
+    event_type: &str,
+    channel_id: Uuid,
+    data: &Value,
+    recorded_at: &str,
+) -> Option<(Live, Option<Uuid>)> {
+    let uuid = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Uuid>().ok())
+    };
+    let seq = data.get("seq").and_then(Value::as_u64);
+    let frame = match event_type {
+        "MessageSent" => ServerFrame::Message {
+            channel_id,
+            seq: seq?,
+            message_id: uuid("message_id")?,
+            sender_id: uuid("sender_id")?,
+            content: data.get("content")?.as_str()?.to_owned(),
+            message_type: data
+                .get("message_type")
+                .and_then(Value::as_str)
+                .unwrap_or("text")
+                .to_owned(),
+            created_at: recorded_at.to_owned(),
+        },
+        "MessageEdited" => ServerFrame::MessageEdited {
+            channel_id,
+            seq: seq?,
+            message_id: uuid("message_id")?,
+            content: data.get("content")?.as_str()?.to_owned(),
+            edited_at: recorded_at.to_owned(),
+        },
+        "MessageDeleted" => ServerFrame::MessageDeleted {
+            channel_id,
+            seq: seq?,
+            message_id: uuid("message_id")?,
+        },
+        "ReadUpTo" => ServerFrame::Read {
+            channel_id,
+            user_id: uuid("user_id")?,
+            seq: seq?,
+        },
+        "MemberKicked" | "MemberBanned" | "MemberLeft" => {
+            let user = uuid("user_id")?;
+            let frame = ServerFrame::Error {
+                code: "not_a_member".into(),
+                message: "you are no longer a member of this channel".into(),
+                id: None,
+                channel_id: Some(channel_id),
+            };
+            return Some((Live::new(None, &frame), Some(user)));
+        }
+        _ => return None,
+    };
+    // Only new messages advance the seq; edits and deletes of old ones do not.
+    let ordered = if event_type == "MessageSent" {
+        seq
+    } else {
+        None
+    };
+    Some((Live::new(ordered, &frame), None))
+}

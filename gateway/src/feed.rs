@@ -1,0 +1,211 @@
+//! What feeds the hub: the projector's announcements through this instance's
+//! exclusive queue on `chat.projections`, presence and typing from Redis
+//! pub/sub, and periodic housekeeping (expired presence, socket counts).
+
+use crate::Gateway;
+use crate::commands::live_frame;
+use crate::frames::ServerFrame;
+use crate::hub::Live;
+use broker::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use broker::lapin::types::FieldTable;
+use futures_util::StreamExt;
+use redis_store::LiveEvent;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Consumes `chat.projections`, reconnecting with backoff.
+pub(crate) async fn projections(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        match consume_projections(&gateway, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "gateway feed interrupted; reconnecting"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn consume_projections(
+    gateway: &Arc<Gateway>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), broker::BrokerError> {
+    let connection = broker::connect(
+        &gateway.config.amqp_url,
+        &format!("chat-gateway-{}", gateway.instance_id),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    broker::declare_projections(&channel).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            broker::PROJECTIONS_EXCHANGE.into(),
+            "channel.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "gateway".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %queue.name(), "gateway consuming chat.projections");
+    loop {
+        let delivery = tokio::select! {
+            next = consumer.next() => next,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(delivery) = delivery else {
+            return Err(broker::BrokerError::ConsumerEnded);
+        };
+        let delivery = delivery?;
+        let Ok(body) = serde_json::from_slice::<Value>(&delivery.data) else {
+            continue;
+        };
+        dispatch_announcement(gateway, &body);
+    }
+}
+
+fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
+    let Some(channel_id) = body
+        .get("channel_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Uuid>().ok())
+    else {
+        return;
+    };
+    let event = &body["event"];
+    let event_type = event
+        .get("event_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let recorded_at = event
+        .get("recorded_at")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some((live, evicted)) = live_frame(event_type, channel_id, &event["data"], recorded_at)
+    else {
+        return;
+    };
+    match evicted {
+        None => gateway.hub.dispatch(channel_id, &live, None),
+        Some(user) => {
+            for connection in gateway.hub.evict(channel_id, user) {
+                connection.push(live.frame.clone());
+                let (presence, user, id) =
+                    (gateway.presence.clone(), connection.user_id, connection.id);
+                tokio::spawn(async move {
+                    if let Err(e) = presence.leave(channel_id, user, id).await {
+                        tracing::warn!(error = %e, "presence leave failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Delivers presence and typing from Redis pub/sub, resubscribing on failure.
+pub(crate) async fn live_events(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match gateway.presence.subscribe().await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    let event = tokio::select! {
+                        e = stream.next() => e,
+                        _ = shutdown.changed() => return,
+                    };
+                    let Some(event) = event else { break };
+                    let (frame, except) = match event {
+                        LiveEvent::Presence {
+                            channel_id,
+                            user_id,
+                            online,
+                        } => (
+                            ServerFrame::Presence {
+                                channel_id,
+                                user_id,
+                                online,
+                            },
+                            None,
+                        ),
+                        LiveEvent::Typing {
+                            channel_id,
+                            user_id,
+                        } => (
+                            ServerFrame::Typing {
+                                channel_id,
+                                user_id,
+                            },
+                            Some(user_id),
+                        ),
+                    };
+                    let channel_id = match &frame {
+                        ServerFrame::Presence { channel_id, .. }
+                        | ServerFrame::Typing { channel_id, .. } => *channel_id,
+                        _ => continue,
+                    };
+                    gateway
+                        .hub
+                        .dispatch(channel_id, &Live::new(None, &frame), except);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Redis live feed unavailable; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Sweeps expired presence of the channels this instance serves and reports
+/// its socket count, every few seconds.
+pub(crate) async fn housekeeping(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        for channel in gateway.hub.channels() {
+            if let Err(e) = gateway.presence.sweep(channel).await {
+                tracing::warn!(error = %e, "presence sweep failed");
+                break;
+            }
+        }
+        let instance = gateway.instance_id.to_string();
+        if let Err(e) = gateway
+            .redis
+            .report_sockets(&instance, gateway.sockets())
+            .await
+        {
+            tracing::warn!(error = %e, "socket count not reported");
+        }
+    }
+}

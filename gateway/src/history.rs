@@ -1,0 +1,99 @@
+//! What the gateway reads from the read model: channel access and the
+//! messages a subscriber missed.
+
+use crate::frames::ServerFrame;
+use crate::hub::Live;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Most messages replayed on subscribe; further back, `recovered: false`
+/// tells the client to page through REST instead.
+pub const MAX_RECOVERY: u64 = 1000;
+
+/// Why a subscription is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed { last_seq: u64 },
+    NotFound,
+    NotAMember,
+    Banned,
+}
+
+/// Read-model queries of the gateway.
+#[derive(Debug, Clone)]
+pub struct History {
+    read: PgPool,
+}
+
+impl History {
+    pub fn new(read: PgPool) -> Self {
+        Self { read }
+    }
+
+    /// Whether `user` may follow `channel`: members always; anyone not banned
+    /// for a public channel.
+    pub async fn access(&self, channel: Uuid, user: Uuid) -> Result<Access, sqlx::Error> {
+        let row: Option<(String, i64, bool, bool)> = sqlx::query_as(
+            "SELECT c.kind, c.last_seq, \
+                    EXISTS (SELECT 1 FROM rm.members m WHERE m.channel_id = c.channel_id AND m.user_id = $2), \
+                    EXISTS (SELECT 1 FROM rm.bans b WHERE b.channel_id = c.channel_id AND b.user_id = $2) \
+             FROM rm.channels c WHERE c.channel_id = $1",
+        )
+        .bind(channel)
+        .bind(user)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            None => Access::NotFound,
+            Some((_, _, _, true)) => Access::Banned,
+            Some((kind, _, false, _)) if kind != "public" => Access::NotAMember,
+            Some((_, last_seq, _, _)) => Access::Allowed {
+                last_seq: last_seq.max(0) as u64,
+            },
+        })
+    }
+
+    /// Message frames with seq > `after`, oldest first (a page at most
+    /// `MAX_RECOVERY` long); deleted ones as `message_deleted`.
+    pub async fn messages_after(
+        &self,
+        channel: Uuid,
+        after: u64,
+    ) -> Result<Vec<Live>, sqlx::Error> {
+        let rows: Vec<(i64, Uuid, Uuid, Option<String>, String, chrono::DateTime<chrono::Utc>, bool)> = sqlx::query_as(
+            "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
+             WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(channel)
+        .bind(after as i64)
+        .bind(MAX_RECOVERY as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(seq, message_id, sender_id, content, message_type, created_at, deleted)| {
+                    let seq = seq as u64;
+                    let frame = if deleted {
+                        ServerFrame::MessageDeleted {
+                            channel_id: channel,
+                            seq,
+                            message_id,
+                        }
+                    } else {
+                        ServerFrame::Message {
+                            channel_id: channel,
+                            seq,
+                            message_id,
+                            sender_id,
+                            content: content.unwrap_or_default(),
+                            message_type,
+                            created_at: created_at.to_rfc3339(),
+                        }
+                    };
+                    Live::new(Some(seq), &frame)
+                },
+            )
+            .collect())
+    }
+}

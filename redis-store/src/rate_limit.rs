@@ -1,0 +1,72 @@
+//! Per-user send rate limits shared by every instance: a token bucket in Redis
+//! (refilled at `rate` per second up to `burst`), updated atomically by a script.
+
+use crate::{RedisError, RedisStore};
+use uuid::Uuid;
+
+/// The send was refused; retry after this many milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate limited: retry in {retry_after_ms} ms")]
+pub struct RateLimited {
+    pub retry_after_ms: u64,
+}
+
+const TOKEN_BUCKET: &str = r#"
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', key, 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', key, 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+return {allowed, wait}
+"#;
+
+/// Admits or refuses sends per user.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    store: RedisStore,
+    rate_per_sec: u32,
+    burst: u32,
+}
+
+impl RateLimiter {
+    pub fn new(store: RedisStore, rate_per_sec: u32, burst: u32) -> Self {
+        Self {
+            store,
+            rate_per_sec: rate_per_sec.max(1),
+            burst: burst.max(1),
+        }
+    }
+
+    /// Takes one send from `user`'s bucket, or says how long to wait.
+    pub async fn admit(&self, user: Uuid) -> Result<Result<(), RateLimited>, RedisError> {
+        let mut c = self.store.connection();
+        let (allowed, wait): (i64, i64) = redis::Script::new(TOKEN_BUCKET)
+            .key(self.store.key(&format!("ratelimit:send:{user}")))
+            .arg(self.rate_per_sec)
+            .arg(self.burst)
+            .invoke_async(&mut c)
+            .await?;
+        metrics::counter!("rate_limit_checks_total", "outcome" => if allowed == 1 { "allowed" } else { "limited" }).increment(1);
+        Ok(if allowed == 1 {
+            Ok(())
+        } else {
+            Err(RateLimited {
+                retry_after_ms: wait.max(1) as u64,
+            })
+        })
+    }
+}
