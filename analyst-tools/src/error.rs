@@ -1,0 +1,66 @@
+//! Why an analyst's command failed, as one line a person can act on. Bad
+//! input (a cursor, a time, an id) is told apart from a failing database so
+//! the message says which to fix.
+
+/// A failure of an analyst's command.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalystError {
+    /// A flag's value could not be understood.
+    #[error("invalid {flag} {value:?}: {expected}")]
+    InvalidArgument {
+        flag: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// A database could not be opened.
+    #[error("cannot open the {what} at {target}: {source}")]
+    Connect {
+        what: &'static str,
+        /// host:port/database, never the password.
+        target: String,
+        source: sqlx::Error,
+    },
+    /// Reading the event log failed.
+    #[error("reading the event log failed: {0}")]
+    Log(#[source] sqlx::Error),
+    /// Writing the output failed.
+    #[error("writing the output failed: {0}")]
+    Output(#[source] std::io::Error),
+    /// An event in the log cannot be decoded into a domain event.
+    #[error("event {event_id} (cursor {cursor}) cannot be decoded: {reason}")]
+    Corrupt {
+        event_id: uuid::Uuid,
+        cursor: String,
+        reason: String,
+    },
+    /// A replay was refused before it wrote anything.
+    #[error("refusing to replay into {target}: {reason}")]
+    Refused { target: String, reason: String },
+    /// The replay's target database failed.
+    #[error("the replay target database failed: {0}")]
+    Target(#[source] sqlx::Error),
+    /// Applying an event to the replayed read model failed.
+    #[error("applying event {cursor} to the replayed read model failed: {source}")]
+    Apply {
+        cursor: String,
+        source: projector::ApplyError,
+    },
+    /// No stream of that id has any event.
+    #[error("no channel {0} in the event log")]
+    UnknownChannel(String),
+    /// The stream exists, but only after the asked moment.
+    #[error("channel {id} did not exist yet at {as_of} (its first event was recorded at {first})")]
+    NotYetCreated {
+        id: String,
+        as_of: String,
+        first: String,
+    },
+}
+
+impl AnalystError {
+    /// Whether the reader of the output went away (`chat events | head`): a
+    /// normal end, not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, AnalystError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

@@ -1,0 +1,172 @@
+//! Reading the whole log in global commit order, with the analysts' filters.
+//!
+//! Like `PgEventStore::read_all`, a read orders by `(transaction_id,
+//! global_position)` and only sees transactions below the xmin horizon — but
+//! the horizon is taken once, when the read starts, so an export of a busy log
+//! ends (at the log as it stood then) and `--after` its last cursor continues
+//! exactly after it. Only the clauses in use are sent, so every page is a range
+//! scan of the `(transaction_id, global_position)` index.
+
+use chrono::{DateTime, Utc};
+use event_store::{Cursor, RecordedEvent};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+/// The columns every read selects, with the xid8 as text (sqlx has no xid8 type).
+const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+     transaction_id::text AS transaction_id, recorded_at, data, metadata";
+
+/// Which events of the log to read, in commit order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only events after this cursor.
+    pub after: Cursor,
+    /// Only events up to and including this cursor.
+    pub until: Option<Cursor>,
+    /// Only transactions below this id: the xmin horizon when the read started.
+    pub horizon: u64,
+    /// Only this stream.
+    pub stream_id: Option<String>,
+    /// Only streams whose id starts with this (`channel-`, `user-`).
+    pub stream_prefix: Option<String>,
+    /// Only these event types (empty: all).
+    pub event_types: Vec<String>,
+    /// Only events recorded at or before this time (a filter, not a stop).
+    pub recorded_until: Option<DateTime<Utc>>,
+    /// Only events at or below this global position.
+    pub position_until: Option<i64>,
+}
+
+/// The xmin horizon now: every transaction below it has ended.
+pub async fn horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let text: String =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(pool)
+            .await?;
+    text.parse()
+        .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The last cursor before the first event after `after` (below `horizon`)
+/// recorded later than `time`: where `--until TIME` stops. `None`: no event
+/// after `after` was recorded later, so nothing is cut.
+pub async fn last_before_time(
+    pool: &PgPool,
+    after: Cursor,
+    horizon: u64,
+    time: DateTime<Utc>,
+) -> Result<Option<Cursor>, sqlx::Error> {
+    let bounds = LogQuery {
+        after,
+        horizon,
+        ..LogQuery::default()
+    };
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "SELECT transaction_id::text AS transaction_id, global_position FROM events",
+    );
+    bounds.push_where(&mut qb);
+    qb.push(" AND recorded_at > ")
+        .push_bind(time)
+        .push(" ORDER BY transaction_id, global_position LIMIT 1");
+    let Some(row) = qb.build().fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let first_late = cursor_of(&row)?;
+    // The cursor just before it: positions are integers, so (tx, p) < (t, q)
+    // exactly when (tx, p) <= (t, q - 1).
+    Ok(Some(Cursor {
+        transaction_id: first_late.transaction_id,
+        global_position: first_late.global_position - 1,
+    }))
+}
+
+impl LogQuery {
+    /// How many events the query selects (for progress and ETA).
+    pub async fn count(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT count(*) FROM events");
+        self.push_where(&mut qb);
+        let n: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The query of the page of at most `limit` events after `after`.
+    pub fn page(&self, after: Cursor, limit: i64) -> QueryBuilder<Postgres> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events"));
+        LogQuery {
+            after,
+            ..self.clone()
+        }
+        .push_where(&mut qb);
+        qb.push(" ORDER BY transaction_id, global_position LIMIT ")
+            .push_bind(limit.max(0));
+        qb
+    }
+
+    /// ` WHERE …` with only the clauses in use.
+    fn push_where(&self, qb: &mut QueryBuilder<Postgres>) {
+        qb.push(" WHERE (transaction_id, global_position) > (")
+            .push_bind(self.after.transaction_id.to_string())
+            .push("::text::xid8, ")
+            .push_bind(self.after.global_position)
+            .push(") AND transaction_id < ")
+            .push_bind(self.horizon.to_string())
+            .push("::text::xid8");
+        if let Some(until) = self.until {
+            qb.push(" AND (transaction_id, global_position) <= (")
+                .push_bind(until.transaction_id.to_string())
+                .push("::text::xid8, ")
+                .push_bind(until.global_position)
+                .push(")");
+        }
+        if let Some(stream) = &self.stream_id {
+            qb.push(" AND stream_id = ").push_bind(stream.clone());
+        }
+        if let Some(prefix) = &self.stream_prefix {
+            qb.push(" AND starts_with(stream_id, ")
+                .push_bind(prefix.clone())
+                .push(")");
+        }
+        if !self.event_types.is_empty() {
+            qb.push(" AND event_type = ANY(")
+                .push_bind(self.event_types.clone())
+                .push(")");
+        }
+        if let Some(time) = self.recorded_until {
+            qb.push(" AND recorded_at <= ").push_bind(time);
+        }
+        if let Some(position) = self.position_until {
+            qb.push(" AND global_position <= ").push_bind(position);
+        }
+    }
+}
+
+fn cursor_of(row: &PgRow) -> Result<Cursor, sqlx::Error> {
+    let transaction_id: String = row.try_get("transaction_id")?;
+    Ok(Cursor {
+        transaction_id: transaction_id
+            .parse()
+            .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))?,
+        global_position: row.try_get("global_position")?,
+    })
+}
+
+/// A row of `COLUMNS` as a recorded event.
+pub fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    let cursor = cursor_of(row)?;
+    let non_negative = |v: i64| {
+        u64::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    Ok(RecordedEvent {
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: non_negative(row.try_get("stream_version")?)?,
+        global_position: cursor.global_position,
+        transaction_id: cursor.transaction_id,
+        recorded_at: row.try_get("recorded_at")?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+    })
+}
