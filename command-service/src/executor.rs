@@ -191,6 +191,15 @@ impl CommandService {
         Err(CommandError::Contention)
     }
 
+    /// The channel's current state from the log (authoritative, unlike the
+    /// read model, which may lag): for authorizing reads of a channel.
+    pub async fn channel_state(
+        &self,
+        channel_id: ChannelId,
+    ) -> Result<Option<Channel>, CommandError> {
+        Ok(self.channels.load(&channel_stream(channel_id)).await?.state)
+    }
+
     /// Takes a send from the actor's rate-limit bucket. Fails open when Redis is
     /// unreachable: the limit protects the service, it must not take sending down.
     async fn admit_send(&self, actor: UserId) -> Result<(), CommandError> {

@@ -4,7 +4,7 @@
 
 use crate::Gateway;
 use crate::frames::{ClientFrame, ServerFrame};
-use crate::history::{Access, MAX_RECOVERY};
+use crate::history::MAX_RECOVERY;
 use crate::hub::{Connection, Live};
 use command_service::{CommandContext, CommandError, Executed, Intent};
 use domain::{ChannelCommand, MessageId};
@@ -169,14 +169,38 @@ async fn subscribe(
     if gateway.hub.is_subscribed(connection.id, channel_id) {
         gateway.hub.unsubscribe(connection.id, channel_id);
     }
+    // Authorized against the log, which is authoritative: the read model may
+    // not have a channel created a moment ago yet.
+    let refusal = match gateway.commands.channel_state(channel_id.into()).await {
+        Err(e) => Some(("unavailable", format!("cannot check access: {e}"))),
+        Ok(None) => Some(("channel_not_found", "channel not found".to_owned())),
+        Ok(Some(channel)) => {
+            let user = connection.user_id.into();
+            if channel.banned.contains(&user) {
+                Some(("banned", "you are banned from this channel".to_owned()))
+            } else if channel.kind == domain::ChannelKind::Private
+                && !channel.members.contains_key(&user)
+            {
+                Some((
+                    "not_a_member",
+                    "this channel is private: only members may subscribe".to_owned(),
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some((code, message)) = refusal {
+        return Some(ServerFrame::Error {
+            code: code.into(),
+            message,
+            id,
+            channel_id: Some(channel_id),
+        });
+    }
     let sub = gateway.hub.subscribe(connection, channel_id);
-    let access = match gateway
-        .hub
-        .history()
-        .access(channel_id, connection.user_id)
-        .await
-    {
-        Ok(access) => access,
+    let last_seq = match gateway.hub.history().last_seq(channel_id).await {
+        Ok(last_seq) => last_seq,
         Err(e) => {
             gateway.hub.unsubscribe(connection.id, channel_id);
             return Some(ServerFrame::error(
@@ -184,26 +208,6 @@ async fn subscribe(
                 format!("read model unavailable: {e}"),
                 id,
             ));
-        }
-    };
-    let last_seq = match access {
-        Access::Allowed { last_seq } => last_seq,
-        refused => {
-            gateway.hub.unsubscribe(connection.id, channel_id);
-            let (code, message) = match refused {
-                Access::NotFound => ("channel_not_found", "channel not found"),
-                Access::Banned => ("banned", "you are banned from this channel"),
-                _ => (
-                    "not_a_member",
-                    "this channel is private: only members may subscribe",
-                ),
-            };
-            return Some(ServerFrame::Error {
-                code: code.into(),
-                message: message.into(),
-                id,
-                channel_id: Some(channel_id),
-            });
         }
     };
     let (from, recovered) = match after_seq {

@@ -1,5 +1,4 @@
-//! What the gateway reads from the read model: channel access and the
-//! messages a subscriber missed.
+//! What the gateway reads from the read model: the messages a subscriber missed.
 
 use crate::frames::ServerFrame;
 use crate::hub::Live;
@@ -9,15 +8,6 @@ use uuid::Uuid;
 /// Most messages replayed on subscribe; further back, `recovered: false`
 /// tells the client to page through REST instead.
 pub const MAX_RECOVERY: u64 = 1000;
-
-/// Why a subscription is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Allowed { last_seq: u64 },
-    NotFound,
-    NotAMember,
-    Banned,
-}
 
 /// Read-model queries of the gateway.
 #[derive(Debug, Clone)]
@@ -30,27 +20,14 @@ impl History {
         Self { read }
     }
 
-    /// Whether `user` may follow `channel`: members always; anyone not banned
-    /// for a public channel.
-    pub async fn access(&self, channel: Uuid, user: Uuid) -> Result<Access, sqlx::Error> {
-        let row: Option<(String, i64, bool, bool)> = sqlx::query_as(
-            "SELECT c.kind, c.last_seq, \
-                    EXISTS (SELECT 1 FROM rm.members m WHERE m.channel_id = c.channel_id AND m.user_id = $2), \
-                    EXISTS (SELECT 1 FROM rm.bans b WHERE b.channel_id = c.channel_id AND b.user_id = $2) \
-             FROM rm.channels c WHERE c.channel_id = $1",
-        )
-        .bind(channel)
-        .bind(user)
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(match row {
-            None => Access::NotFound,
-            Some((_, _, _, true)) => Access::Banned,
-            Some((kind, _, false, _)) if kind != "public" => Access::NotAMember,
-            Some((_, last_seq, _, _)) => Access::Allowed {
-                last_seq: last_seq.max(0) as u64,
-            },
-        })
+    /// The channel's last seq in the read model (0 before its first message is projected).
+    pub async fn last_seq(&self, channel: Uuid) -> Result<u64, sqlx::Error> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM rm.channels WHERE channel_id = $1")
+                .bind(channel)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(last.unwrap_or(0).max(0) as u64)
     }
 
     /// Message frames with seq > `after`, oldest first (a page at most

@@ -103,7 +103,11 @@ pub(crate) async fn run(
     })
     .await;
     writer.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(reason)).await;
+    // A slow reader sees the close code once it drains what is queued; give it
+    // a while in the background, then let the socket go.
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(10), ws.close(reason)).await;
+    });
     for channel in gateway.hub.remove_connection(connection.id) {
         if let Err(e) = gateway
             .presence
