@@ -56,7 +56,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             relay,
             shutdown.clone(),
         )));
-        let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone());
+        let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone())
+            .with_notifications(redis_store::Presence::new(redis.clone()));
         let (read2, log2, shutdown2) = (
             read.clone(),
             PgEventStore::new(log.clone()),

@@ -25,6 +25,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     pub amqp_url: String,
+    /// Presence, to notify members who are offline (None: no notifications).
+    pub presence: Option<redis_store::Presence>,
     /// Unacknowledged deliveries RabbitMQ may send ahead.
     pub prefetch: u16,
     /// Most events applied in one transaction.
@@ -35,9 +37,16 @@ impl ProjectorConfig {
     pub fn new(amqp_url: impl Into<String>) -> Self {
         Self {
             amqp_url: amqp_url.into(),
+            presence: None,
             prefetch: 512,
             max_batch: 256,
         }
+    }
+
+    /// Notifies offline members of new messages, using `presence`.
+    pub fn with_notifications(mut self, presence: redis_store::Presence) -> Self {
+        self.presence = Some(presence);
+        self
     }
 }
 
@@ -55,6 +64,7 @@ struct Projector {
     read: PgPool,
     log: PgEventStore,
     schemas: Arc<EventSchemas>,
+    presence: Option<redis_store::Presence>,
 }
 
 /// Runs the projector until `shutdown` turns true.
@@ -65,7 +75,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let schemas = Arc::new(EventSchemas::load()?);
-    let projector = Projector { read, log, schemas };
+    let projector = Projector {
+        read,
+        log,
+        schemas,
+        presence: config.presence.clone(),
+    };
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
         match projector.consume(&config, &mut shutdown).await {
@@ -169,6 +184,7 @@ impl Projector {
         }
         for change in &changes {
             announce(announcer, change).await;
+            self.notify_offline_members(announcer, change).await;
         }
         Ok(())
     }
@@ -285,6 +301,78 @@ async fn dead_letter(
             .await?;
     }
     Ok(())
+}
+
+impl Projector {
+    /// Publishes `chat.user.{id}.notification` for a new message to every member
+    /// who is not online in the channel and has not muted it. Best effort.
+    async fn notify_offline_members(&self, channel: &Channel, change: &AppliedChange) {
+        let (Some(presence), Some(channel_id)) = (&self.presence, change.channel_id) else {
+            return;
+        };
+        if change.event.event_type != "MessageSent" {
+            return;
+        }
+        let data = &change.event.data;
+        let sender = data
+            .get("sender_id")
+            .and_then(|s| s.as_str())
+            .and_then(|s| s.parse::<uuid::Uuid>().ok());
+        let members: Vec<uuid::Uuid> = match sqlx::query_scalar(
+            "SELECT user_id FROM rm.members WHERE channel_id = $1 AND NOT muted AND user_id <> $2",
+        )
+        .bind(channel_id)
+        .bind(sender.unwrap_or_default())
+        .fetch_all(&self.read)
+        .await
+        {
+            Ok(members) => members,
+            Err(e) => return tracing::warn!(error = %e, "notification recipients unavailable"),
+        };
+        if members.is_empty() {
+            return;
+        }
+        let online = match presence.online_users(channel_id).await {
+            Ok(online) => online,
+            Err(e) => {
+                return tracing::warn!(error = %e, "presence unavailable; notifications skipped");
+            }
+        };
+        let preview: String = data
+            .get("content")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
+        for user in members.into_iter().filter(|u| !online.contains(u)) {
+            let body = serde_json::json!({
+                "user_id": user,
+                "channel_id": channel_id,
+                "message_id": data.get("message_id"),
+                "seq": data.get("seq"),
+                "sender_id": data.get("sender_id"),
+                "preview": preview,
+            });
+            let properties = BasicProperties::default()
+                .with_message_id(format!("{}:{user}", change.event.event_id).into())
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2);
+            let published = channel
+                .basic_publish(
+                    broker::EVENTS_EXCHANGE.into(),
+                    format!("chat.user.{user}.notification").into(),
+                    BasicPublishOptions::default(),
+                    body.to_string().as_bytes(),
+                    properties,
+                )
+                .await;
+            match published {
+                Ok(_) => metrics::counter!("projector_notifications_total").increment(1),
+                Err(e) => tracing::warn!(error = %e, "notification not published"),
+            }
+        }
+    }
 }
 
 /// Tells the gateways a change is committed. Best effort: a client that misses

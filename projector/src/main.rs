@@ -14,7 +14,9 @@ async fn main() -> anyhow::Result<()> {
     let read = read_model::connect(&settings.read_database_url, 8).await?;
     let log = PgEventStore::new(event_store::connect(&settings.database_url, 4).await?);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let config = ProjectorConfig::new(settings.amqp_url.clone());
+    let redis = redis_store::RedisStore::connect(&settings.redis_url, "").await?;
+    let config = ProjectorConfig::new(settings.amqp_url.clone())
+        .with_notifications(redis_store::Presence::new(redis));
     let worker = tokio::spawn(projector::run(read, log, config, shutdown));
     let server = HttpServer::new(|| {
         App::new().configure(service_kit::metrics_route).route(

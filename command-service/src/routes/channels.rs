@@ -62,12 +62,10 @@ pub(super) async fn add_member(
     request_id: RequestId,
     req: HttpRequest,
     path: web::Path<Uuid>,
-    body: Option<web::Json<AddMember>>,
+    body: web::Json<AddMember>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = context(&user, request_id, req.headers())?;
-    let target = body
-        .and_then(|b| b.into_inner().user_id)
-        .filter(|id| *id != user.user_id);
+    let target = body.into_inner().user_id.filter(|id| *id != user.user_id);
     let (command, event_type) = match target {
         None => (ChannelCommand::Join, "MemberJoined"),
         Some(user_id) => {

@@ -236,3 +236,26 @@ async fn bad_if_match_and_idempotency_headers_are_400() {
         (400, "invalid_idempotency_key")
     );
 }
+
+#[actix_web::test]
+async fn a_bad_member_body_is_400_not_a_silent_join() {
+    let app = spawn().await;
+    let (_, owner) = app.user("owner").await;
+    let (_, bob) = app.user("bob").await;
+    let channel = app.channel(&owner, "public").await;
+    let before = app.event_count().await;
+    let path = format!("/api/channels/{channel}/members");
+    let typo = app.post(&path, &bob, json!({"user_id": "typo"})).await;
+    assert_eq!((typo.status, typo.code()), (400, "invalid_body"));
+    let garbage = app
+        .call(
+            TestRequest::post()
+                .uri(&path)
+                .insert_header(bearer(&bob))
+                .insert_header(("content-type", "application/json"))
+                .set_payload("{oops"),
+        )
+        .await;
+    assert_eq!((garbage.status, garbage.code()), (400, "malformed_json"));
+    assert_eq!(app.event_count().await, before, "no join happened");
+}

@@ -69,7 +69,11 @@ impl Pipeline {
     }
 
     pub fn start_projector(&mut self) {
-        let config = ProjectorConfig::new(self.vhost.amqp_url.clone());
+        self.start_projector_with(|c| c);
+    }
+
+    pub fn start_projector_with(&mut self, tune: impl FnOnce(ProjectorConfig) -> ProjectorConfig) {
+        let config = tune(ProjectorConfig::new(self.vhost.amqp_url.clone()));
         let read = self.read.pool.clone();
         let log = PgEventStore::new(self.log.pool.clone());
         let shutdown = self.stop.subscribe();

@@ -5,5 +5,6 @@ mod helpers;
 
 mod delivery_faults;
 mod fold_equivalence;
+mod notifications;
 mod poison;
 mod relay;
