@@ -328,14 +328,18 @@ pub(crate) fn live_frame(
                 .and_then(Value::as_str)
                 .unwrap_or("text")
                 .to_owned(),
-            created_at: recorded_at.to_owned(),
+            created_at: chrono::DateTime::parse_from_rfc3339(recorded_at)
+                .ok()?
+                .with_timezone(&chrono::Utc),
         },
         "MessageEdited" => ServerFrame::MessageEdited {
             channel_id,
             seq: seq?,
             message_id: uuid("message_id")?,
             content: data.get("content")?.as_str()?.to_owned(),
-            edited_at: recorded_at.to_owned(),
+            edited_at: chrono::DateTime::parse_from_rfc3339(recorded_at)
+                .ok()?
+                .with_timezone(&chrono::Utc),
         },
         "MessageDeleted" => ServerFrame::MessageDeleted {
             channel_id,

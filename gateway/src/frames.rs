@@ -1,6 +1,7 @@
 //! The WebSocket frames of DESIGN.md §7: flat JSON objects with a `type`.
 //! Each has a JSON Schema under `schemas/ws/`; a test holds these to them.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -68,14 +69,14 @@ pub enum ServerFrame {
         sender_id: Uuid,
         content: String,
         message_type: String,
-        created_at: String,
+        created_at: DateTime<Utc>,
     },
     MessageEdited {
         channel_id: Uuid,
         seq: u64,
         message_id: Uuid,
         content: String,
-        edited_at: String,
+        edited_at: DateTime<Utc>,
     },
     MessageDeleted {
         channel_id: Uuid,

@@ -65,7 +65,7 @@ impl History {
                             sender_id,
                             content: content.unwrap_or_default(),
                             message_type,
-                            created_at: created_at.to_rfc3339(),
+                            created_at,
                         }
                     };
                     Live::new(Some(seq), &frame)

@@ -51,9 +51,10 @@ const CLIENT_FRAMES: [&str; 8] = [
     "read",
     "ping",
 ];
-const SERVER_FRAMES: [&str; 11] = [
+const SERVER_FRAMES: [&str; 12] = [
     "welcome",
     "subscribed",
+    "unsubscribed",
     "message",
     "message_edited",
     "message_deleted",

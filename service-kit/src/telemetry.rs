@@ -43,7 +43,12 @@ pub async fn observe_requests(
         .unwrap_or_else(Uuid::now_v7);
     req.extensions_mut().insert(RequestId(request_id));
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    // `/api/channels/{id}` is labelled `/api/channels/:id`: braces inside label
+    // values are legal but trip simple scrapers and parsers.
+    let route = req.match_pattern().map_or_else(
+        || "unmatched".into(),
+        |p| p.replace('{', ":").replace('}', ""),
+    );
     let span = tracing::info_span!("request", %request_id, %method, %route);
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;

@@ -116,7 +116,7 @@ async fn publish_loop(
             cursor = next;
             metrics::counter!("relay_published_total").increment(batch.len() as u64);
             metrics::gauge!("relay_checkpoint_position").set(next.global_position as f64);
-            metrics::gauge!("relay_last_event_age_seconds")
+            metrics::gauge!("relay_lag_seconds")
                 .set((chrono::Utc::now() - last.recorded_at).num_milliseconds() as f64 / 1e3);
             if batch.len() as i64 == config.batch_size {
                 continue;

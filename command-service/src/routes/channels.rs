@@ -62,10 +62,10 @@ pub(super) async fn add_member(
     request_id: RequestId,
     req: HttpRequest,
     path: web::Path<Uuid>,
-    body: web::Json<AddMember>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = context(&user, request_id, req.headers())?;
-    let target = body.into_inner().user_id.filter(|id| *id != user.user_id);
+    let target = member_body(&body)?.user_id.filter(|id| *id != user.user_id);
     let (command, event_type) = match target {
         None => (ChannelCommand::Join, "MemberJoined"),
         Some(user_id) => {
@@ -87,6 +87,29 @@ pub(super) async fn add_member(
         )
         .await?;
     Ok(no_content(&executed))
+}
+
+/// No body or `{}` joins; any other body must be a valid `{user_id}` object.
+fn member_body(body: &[u8]) -> Result<AddMember, ApiError> {
+    const LIMIT: usize = 4096;
+    if body.len() > LIMIT {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {LIMIT} bytes"),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(AddMember::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "malformed_json"
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
 }
 
 /// Removing oneself is leaving; removing someone else is a kick.
