@@ -36,6 +36,15 @@ pub enum AnalystError {
     /// A replay was refused before it wrote anything.
     #[error("refusing to replay into {target}: {reason}")]
     Refused { target: String, reason: String },
+    /// A transaction stayed open too long for the log to be read completely.
+    #[error(
+        "a transaction has been open for over {seconds}s and holds the event log back; \
+         the replay would miss its events — retry when it has ended"
+    )]
+    Unsettled { seconds: u64 },
+    /// The replay's target database could not be created.
+    #[error("cannot create the replay target: {0}")]
+    TargetCreate(#[source] event_store::ConnectError),
     /// The replay's target database failed.
     #[error("the replay target database failed: {0}")]
     Target(#[source] sqlx::Error),
@@ -43,7 +52,8 @@ pub enum AnalystError {
     #[error("applying event {cursor} to the replayed read model failed: {source}")]
     Apply {
         cursor: String,
-        source: projector::ApplyError,
+        /// The projector's `ApplyError` (not exported by name).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// No stream of that id has any event.
     #[error("no channel {0} in the event log")]

@@ -86,7 +86,9 @@ pub fn write_csv_row(
         "{},{},{},",
         event.cursor(),
         event.global_position,
-        event.recorded_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        event
+            .recorded_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
     )?;
     csv_field(out, event.stream_id.as_bytes())?;
     write!(out, ",{},{},", event.stream_version, event.event_id)?;
@@ -103,7 +105,10 @@ pub fn write_csv_row(
 
 /// One field, quoted when it holds a comma, a quote or a line break.
 pub fn csv_field(out: &mut impl Write, field: &[u8]) -> io::Result<()> {
-    if !field.iter().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
+    if !field
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
         return out.write_all(field);
     }
     out.write_all(b"\"")?;

@@ -2,15 +2,16 @@
 //!
 //! Like `PgEventStore::read_all`, a read orders by `(transaction_id,
 //! global_position)` and only sees transactions below the xmin horizon — but
-//! the horizon is taken once, when the read starts, so an export of a busy log
-//! ends (at the log as it stood then) and `--after` its last cursor continues
-//! exactly after it. Only the clauses in use are sent, so every page is a range
+//! the horizon is fixed once, when the read starts (see [`settle`]): the read
+//! is the log as it stood then, complete, and it ends however busy the log
+//! is; `--after` its last cursor continues exactly after it. Only the clauses in use are sent, so every page is a range
 //! scan of the `(transaction_id, global_position)` index.
 
 use chrono::{DateTime, Utc};
 use event_store::{Cursor, RecordedEvent};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
+use std::time::{Duration, Instant};
 
 /// The columns every read selects, with the xid8 as text (sqlx has no xid8 type).
 const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, global_position, \
@@ -37,12 +38,45 @@ pub struct LogQuery {
     pub position_until: Option<i64>,
 }
 
-/// The xmin horizon now: every transaction below it has ended.
-pub async fn horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let text: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(pool)
-            .await?;
+/// Where a read of the log "as it stands now" ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// Read only transactions below this id; every one of them has ended.
+    pub xid: u64,
+    /// Whether every transaction running when the read started had ended in
+    /// time (false: the read stops short, at the xmin horizon reached).
+    pub settled: bool,
+}
+
+/// The horizon of a read that starts now: the first transaction id not yet
+/// assigned, once every transaction running now has ended (transaction ids
+/// are cluster-wide, so these may be in any database). Waits at most
+/// `max_wait`, then settles for the xmin horizon reached.
+pub async fn settle(pool: &PgPool, max_wait: Duration) -> Result<Horizon, sqlx::Error> {
+    let started = Instant::now();
+    let target = xid(pool, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text").await?;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let xmin = xid(pool, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").await?;
+        if xmin >= target {
+            return Ok(Horizon {
+                xid: target,
+                settled: true,
+            });
+        }
+        if started.elapsed() >= max_wait {
+            return Ok(Horizon {
+                xid: xmin,
+                settled: false,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+async fn xid(pool: &PgPool, sql: &'static str) -> Result<u64, sqlx::Error> {
+    let text: String = sqlx::query_scalar(sql).fetch_one(pool).await?;
     text.parse()
         .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))
 }
@@ -153,9 +187,7 @@ fn cursor_of(row: &PgRow) -> Result<Cursor, sqlx::Error> {
 /// A row of `COLUMNS` as a recorded event.
 pub fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     let cursor = cursor_of(row)?;
-    let non_negative = |v: i64| {
-        u64::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-    };
+    let non_negative = |v: i64| u64::try_from(v).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(RecordedEvent {
         event_id: row.try_get("event_id")?,
         event_type: row.try_get("event_type")?,

@@ -87,19 +87,23 @@ mod tests {
             transaction_id: 812,
             global_position: 77,
         };
-        assert_eq!(until("--until", "812-77", false).ok(), Some(Until::Cursor(c)));
+        assert_eq!(
+            until("--until", "812-77", false).ok(),
+            Some(Until::Cursor(c))
+        );
         let t = until("--until", "2026-03-01T12:00:00+01:00", false).ok();
         assert_eq!(
             t,
-            Some(Until::Time(
-                "2026-03-01T11:00:00Z".parse().expect("time")
-            ))
+            Some(Until::Time("2026-03-01T11:00:00Z".parse().expect("time")))
         );
         assert_eq!(
             until("--until", "2026-03-01 12:00:00.5Z", false).ok(),
             Some(Until::Time("2026-03-01T12:00:00.5Z".parse().expect("time")))
         );
-        assert_eq!(until("--until", "1500", true).ok(), Some(Until::Position(1500)));
+        assert_eq!(
+            until("--until", "1500", true).ok(),
+            Some(Until::Position(1500))
+        );
         assert!(until("--until", "1500", false).is_err());
     }
 

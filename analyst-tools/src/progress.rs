@@ -42,14 +42,7 @@ impl Progress {
             };
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-        let template = if total.is_some() {
-            "{msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {per_sec} ETA {eta}"
-        } else {
-            "{msg} [{elapsed_precise}] {spinner} {human_pos} {per_sec}"
-        };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style);
-        }
+        set_style(&bar, total.is_some());
         bar.set_message(label);
         Progress {
             mode: Mode::Bar(bar),
@@ -59,6 +52,18 @@ impl Progress {
     /// No progress output at all.
     pub fn hidden() -> Progress {
         Progress { mode: Mode::Hidden }
+    }
+
+    /// The work turned out to be `total` items.
+    pub fn set_total(&mut self, new_total: u64) {
+        match &mut self.mode {
+            Mode::Hidden => {}
+            Mode::Bar(bar) => {
+                bar.set_length(new_total);
+                set_style(bar, true);
+            }
+            Mode::Lines { total, .. } => *total = Some(new_total),
+        }
     }
 
     /// `n` more items are done.
@@ -97,6 +102,17 @@ impl Progress {
         if let Mode::Bar(bar) = &self.mode {
             bar.finish_and_clear();
         }
+    }
+}
+
+fn set_style(bar: &ProgressBar, total_known: bool) {
+    let template = if total_known {
+        "{msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {per_sec} ETA {eta}"
+    } else {
+        "{msg} [{elapsed_precise}] {spinner} {human_pos} {per_sec}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
     }
 }
 

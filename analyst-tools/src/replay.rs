@@ -1,0 +1,227 @@
+//! `chat replay`: time travel. Builds the read model as it was at a past
+//! moment into a separate database, by reading the log in commit order up to
+//! that moment and applying each event with the projector's own
+//! `apply_event`, in batched transactions (so no long write transaction holds
+//! the log's readers back). A reader task fetches the next page while the
+//! current one is applied.
+
+use crate::log::{self, LogQuery};
+use crate::parse::{self, Until};
+use crate::progress::Progress;
+use crate::target::{self, Target};
+use crate::{AnalystError, connect};
+use chrono::{DateTime, Utc};
+use domain::{Event, StoredEvent};
+use event_store::{Cursor, PgEventStore, RecordedEvent};
+use futures_util::TryStreamExt;
+use read_model::LIVE_SCHEMA;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+/// Events fetched from the log per page.
+const PAGE_SIZE: i64 = 5000;
+
+/// The projections a replay can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Projection {
+    /// The read model the query service reads: users, channels, members,
+    /// bans, messages (`read_model::create_tables`, schema `rm`).
+    #[value(name = "read-model")]
+    ReadModel,
+}
+
+/// The flags of `chat replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The projection to build; `read-model` is the one there is.
+    /// Example: `--projection read-model`.
+    #[arg(long, value_enum)]
+    pub projection: Projection,
+    /// The moment to rebuild: an RFC 3339 time (the events recorded at or
+    /// before it), a global position (the events at or below it), or a cursor
+    /// (the events up to and including it in commit order).
+    /// Examples: `--until 2026-03-01T12:00:00Z`, `--until 1500`, `--until 812-77`.
+    #[arg(long, value_name = "TIME|POS")]
+    pub until: String,
+    /// The database to build it in, created if missing; the tables go in
+    /// schema `rm`. Never the live read database nor the event log.
+    /// Example: `--into postgres://postgres@localhost:5432/chat_asof`.
+    #[arg(long, value_name = "DATABASE_URL")]
+    pub into: String,
+    /// Replace the `rm` schema of a target that already holds rows
+    /// (an earlier replay). Example: `--force`.
+    #[arg(long)]
+    pub force: bool,
+    /// Events applied per transaction in the target. Example: `--batch 500`.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub batch: u32,
+}
+
+/// What a replay built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Events applied.
+    pub events: u64,
+    /// The cursor and time of the last event applied.
+    pub last: Option<(Cursor, DateTime<Utc>)>,
+    /// Where it was built (`host:port/database`).
+    pub target: String,
+}
+
+/// The part of the log a replay to `until` applies (below `horizon`).
+pub fn query_until(until: Until, horizon: u64) -> LogQuery {
+    let mut query = LogQuery {
+        horizon,
+        ..LogQuery::default()
+    };
+    match until {
+        Until::Cursor(c) => query.until = Some(c),
+        Until::Time(t) => query.recorded_until = Some(t),
+        Until::Position(p) => query.position_until = Some(p),
+    }
+    query
+}
+
+/// Replays the log at `log_pool` into the target of `args`, refusing the
+/// databases `settings` names as live.
+pub async fn replay(
+    log_pool: &PgPool,
+    args: &ReplayArgs,
+    settings: &service_kit::Settings,
+    progress: &mut Progress,
+) -> Result<ReplaySummary, AnalystError> {
+    let Projection::ReadModel = args.projection;
+    let until = parse::until("--until", &args.until, true)?;
+    let Target { pool, described } = target::prepare(&args.into, settings, args.force).await?;
+    let horizon = log::settle(log_pool, crate::events::SETTLE_WAIT)
+        .await
+        .map_err(AnalystError::Log)?;
+    if !horizon.settled {
+        return Err(AnalystError::Unsettled {
+            seconds: crate::events::SETTLE_WAIT.as_secs(),
+        });
+    }
+    let horizon = horizon.xid;
+    let query = query_until(until, horizon);
+    let total = query.count(log_pool).await.map_err(AnalystError::Log)?;
+    progress.note(&format!("replay: {total} events to apply into {described}"));
+    progress.set_total(total);
+    let (pages, mut incoming) = mpsc::channel::<Result<Vec<RecordedEvent>, sqlx::Error>>(2);
+    let reader = tokio::spawn(read_pages(log_pool.clone(), query, pages));
+    let store = PgEventStore::new(log_pool.clone());
+    let batch = usize::try_from(args.batch.max(1)).unwrap_or(1000);
+    let mut applied = 0u64;
+    let mut last = None;
+    while let Some(page) = incoming.recv().await {
+        let page = page.map_err(AnalystError::Log)?;
+        for chunk in page.chunks(batch) {
+            apply_batch(&pool, &store, chunk).await?;
+            applied += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+            last = chunk.last().map(|e| (e.cursor(), e.recorded_at));
+        }
+    }
+    reader.abort();
+    Ok(ReplaySummary {
+        events: applied,
+        last,
+        target: described,
+    })
+}
+
+/// Sends the query's events page by page until the log is exhausted.
+async fn read_pages(
+    pool: PgPool,
+    query: LogQuery,
+    pages: mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>,
+) {
+    let mut after = query.after;
+    loop {
+        let page = async {
+            let mut qb = query.page(after, PAGE_SIZE);
+            let rows: Vec<_> = qb.build().fetch(&pool).try_collect().await?;
+            rows.iter().map(log::decode).collect::<Result<Vec<_>, _>>()
+        }
+        .await;
+        let full = matches!(&page, Ok(events) if events.len() as i64 == PAGE_SIZE);
+        if let Ok(events) = &page
+            && let Some(e) = events.last()
+        {
+            after = e.cursor();
+        }
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed || !full {
+            return;
+        }
+    }
+}
+
+/// Applies `events` in one transaction of the target, with the checkpoint.
+async fn apply_batch(
+    pool: &PgPool,
+    store: &PgEventStore,
+    events: &[RecordedEvent],
+) -> Result<(), AnalystError> {
+    let mut tx = pool.begin().await.map_err(AnalystError::Target)?;
+    for recorded in events {
+        let stored = StoredEvent {
+            event_type: recorded.event_type.clone(),
+            schema_version: recorded.schema_version,
+            data: recorded.data.clone(),
+        };
+        let event = Event::from_stored(&stored).map_err(|e| AnalystError::Corrupt {
+            event_id: recorded.event_id,
+            cursor: recorded.cursor().to_string(),
+            reason: e.to_string(),
+        })?;
+        projector::apply_event(&mut tx, LIVE_SCHEMA, store, recorded, &event)
+            .await
+            .map_err(|source| AnalystError::Apply {
+                cursor: recorded.cursor().to_string(),
+                source: Box::new(source),
+            })?;
+    }
+    if let Some(last) = events.last() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {}.checkpoints (projection, global_position, recorded_at, applied_at) \
+             VALUES ('replay', $1, $2, now()) ON CONFLICT (projection) DO UPDATE SET \
+             global_position = excluded.global_position, recorded_at = excluded.recorded_at, \
+             applied_at = excluded.applied_at",
+            read_model::quote_ident(LIVE_SCHEMA)
+        )))
+        .bind(last.global_position)
+        .bind(last.recorded_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(AnalystError::Target)?;
+    }
+    tx.commit().await.map_err(AnalystError::Target)
+}
+
+/// `chat replay`: replays with progress on stderr and sums up there.
+pub async fn run(
+    args: &ReplayArgs,
+    settings: &service_kit::Settings,
+) -> Result<ReplaySummary, AnalystError> {
+    parse::until("--until", &args.until, true)?;
+    connect::options(&args.into, "--into")?;
+    let log_pool = connect::open_log(&settings.database_url).await?;
+    let mut progress = Progress::stderr("replay", None);
+    let started = std::time::Instant::now();
+    let result = replay(&log_pool, args, settings, &mut progress).await;
+    progress.finish();
+    let summary = result?;
+    let elapsed = started.elapsed();
+    let last = match summary.last {
+        Some((cursor, at)) => format!("; last event {cursor} recorded at {}", at.to_rfc3339()),
+        None => "; the log has no event up to that moment".to_owned(),
+    };
+    progress.note(&format!(
+        "replay: applied {} events into {} (schema rm) in {:.1}s ({:.0}/s){last}",
+        summary.events,
+        summary.target,
+        elapsed.as_secs_f64(),
+        crate::progress::rate(summary.events, elapsed)
+    ));
+    Ok(summary)
+}
