@@ -199,6 +199,15 @@ impl Projector {
         let mut changes = Vec::new();
         let (mut applied, mut duplicates) = (0u64, 0u64);
         for (index, (_, recorded, event)) in good.iter().enumerate() {
+            let correlation_id = recorded.metadata.get("correlation_id").and_then(|c| c.as_str()).unwrap_or_default();
+            tracing::debug!(
+                %correlation_id,
+                event_id = %recorded.event_id,
+                event_type = %recorded.event_type,
+                stream_id = %recorded.stream_id,
+                stream_version = recorded.stream_version,
+                "applying"
+            );
             match apply_event(&mut tx, read_model::LIVE_SCHEMA, &self.log, recorded, event).await {
                 Ok(Outcome::Applied { changes: c, .. }) => {
                     applied += c.len() as u64;
