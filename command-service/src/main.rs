@@ -29,7 +29,12 @@ async fn main() -> anyhow::Result<()> {
         command_service::relay::RelayConfig::new(settings.amqp_url.clone()),
         shutdown,
     ));
-    let service = web::Data::new(CommandService::new(PgEventStore::new(pool), policy));
+    let redis = redis_store::RedisStore::connect(&settings.redis_url, "").await?;
+    let limiter =
+        redis_store::RateLimiter::new(redis, settings.send_rate_per_sec, settings.send_burst);
+    let service = web::Data::new(
+        CommandService::new(PgEventStore::new(pool), policy).with_rate_limiter(limiter),
+    );
     let jwt = web::Data::new(jwt);
     let max_body = settings.max_body_bytes;
     tracing::info!(addr = %settings.http_addr, "command-service listening");

@@ -199,7 +199,11 @@ impl Projector {
         let mut changes = Vec::new();
         let (mut applied, mut duplicates) = (0u64, 0u64);
         for (index, (_, recorded, event)) in good.iter().enumerate() {
-            let correlation_id = recorded.metadata.get("correlation_id").and_then(|c| c.as_str()).unwrap_or_default();
+            let correlation_id = recorded
+                .metadata
+                .get("correlation_id")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default();
             tracing::debug!(
                 %correlation_id,
                 event_id = %recorded.event_id,
