@@ -1,6 +1,8 @@
 //! Shared pieces of the load generators: a scratch database per run and
 //! latency statistics.
 
+pub mod http;
+
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;

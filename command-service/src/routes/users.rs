@@ -54,7 +54,7 @@ pub(super) async fn register(
     )
     .map_err(CommandError::Rejected)?;
     let password = body.password;
-    let hash = web::block(move || auth::hash_password(&password))
+    let hash = hashing(move || auth::hash_password(&password))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| match e {
@@ -146,7 +146,7 @@ pub(super) async fn issue_token(
         None => (Uuid::nil(), String::new(), DECOY_HASH.clone()),
     };
     let password = body.password;
-    let matches = web::block(move || auth::verify_password(&password, &hash))
+    let matches = hashing(move || auth::verify_password(&password, &hash))
         .await
         .map_err(|e| ApiError::internal(&e))?;
     if !matches || user_id.is_nil() {
@@ -161,4 +161,16 @@ pub(super) async fn issue_token(
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
     })))
+}
+
+/// Argon2 takes ~19 MiB and tens of milliseconds per hash. Running at most two
+/// at a time bounds that memory (and the allocator arenas that keep it) under a
+/// burst of registrations or logins, and leaves the cores to everything else.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let _permit = HASHING.acquire().await.map_err(|e| e.to_string())?;
+    web::block(work).await.map_err(|e| e.to_string())
 }
