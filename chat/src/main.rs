@@ -1,5 +1,6 @@
 //! `chat`: run the whole system, or one part of it, or an operator's or
-//! analyst's tool. Data goes to stdout, logs and progress to stderr.
+//! analyst's tool. Data goes to stdout, logs and progress to stderr; the
+//! exit code is 0 on success and non-zero with one clear line on failure.
 
 mod services;
 mod up;
@@ -23,6 +24,10 @@ enum Command {
     Up(up::UpArgs),
     /// Runs the WebSocket gateway alone (with the command path for `send`).
     Gateway(up::UpArgs),
+    #[command(flatten)]
+    Operator(operator_tools::OperatorCommand),
+    #[command(flatten)]
+    Analyst(analyst_tools::AnalystCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(settings, args, up::Role::Everything).await,
             Command::Gateway(args) => up::run(settings, args, up::Role::GatewayOnly).await,
+            Command::Operator(command) => operator_tools::run(command, &settings).await,
+            Command::Analyst(command) => analyst_tools::run(command, &settings).await,
         }
     });
     match result {
