@@ -13,24 +13,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const EVENT_TYPES: [&str; 16] = [
-    "UserRegistered",
-    "ChannelCreated",
-    "MemberJoined",
-    "MemberInvited",
-    "MemberLeft",
-    "MemberKicked",
-    "MemberBanned",
-    "MemberUnbanned",
-    "MemberRoleChanged",
-    "ChannelArchived",
-    "ChannelMuted",
-    "ChannelUnmuted",
-    "MessageSent",
-    "MessageEdited",
-    "MessageDeleted",
-    "ReadUpTo",
-];
+use domain::EVENT_TYPES;
 
 // ---------------------------------------------------------------------------
 // Schema files
