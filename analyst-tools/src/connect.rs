@@ -6,6 +6,7 @@
 
 use crate::AnalystError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,16 +22,37 @@ pub(crate) async fn open(
     max_connections: u32,
 ) -> Result<PgPool, AnalystError> {
     let options = options(url, "database URL")?;
+    // One plain connection first: an unreachable server then fails at once
+    // with its real cause, not after the pool's acquire timeout.
+    let probe = PgConnection::connect_with(&options)
+        .await
+        .map_err(|source| connect_error(what, &options, source))?;
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
-        .map_err(|source| AnalystError::Connect {
-            what,
-            target: describe(&options),
-            source,
-        })
+        .map_err(|source| connect_error(what, &options, source))
+}
+
+fn connect_error(
+    what: &'static str,
+    options: &PgConnectOptions,
+    cause: sqlx::Error,
+) -> AnalystError {
+    let hint = match cause {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
+            "; is PostgreSQL running? start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        }
+        _ => "",
+    };
+    AnalystError::Connect {
+        what,
+        target: describe(options),
+        cause,
+        hint,
+    }
 }
 
 /// Parses a Postgres URL; a bad one is an invalid `flag`.

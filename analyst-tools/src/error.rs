@@ -13,19 +13,21 @@ pub enum AnalystError {
         expected: &'static str,
     },
     /// A database could not be opened.
-    #[error("cannot open the {what} at {target}: {source}")]
+    #[error("cannot open the {what} at {target}: {}{hint}", sql_text(.cause))]
     Connect {
         what: &'static str,
         /// host:port/database, never the password.
         target: String,
-        source: sqlx::Error,
+        cause: sqlx::Error,
+        /// How to start the server, when it seems not to run.
+        hint: &'static str,
     },
     /// Reading the event log failed.
-    #[error("reading the event log failed: {0}")]
-    Log(#[source] sqlx::Error),
+    #[error("reading the event log failed: {}", sql_text(.0))]
+    Log(sqlx::Error),
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
-    Output(#[source] std::io::Error),
+    Output(std::io::Error),
     /// An event in the log cannot be decoded into a domain event.
     #[error("event {event_id} (cursor {cursor}) cannot be decoded: {reason}")]
     Corrupt {
@@ -44,16 +46,16 @@ pub enum AnalystError {
     Unsettled { seconds: u64 },
     /// The replay's target database could not be created.
     #[error("cannot create the replay target: {0}")]
-    TargetCreate(#[source] event_store::ConnectError),
+    TargetCreate(event_store::ConnectError),
     /// The replay's target database failed.
-    #[error("the replay target database failed: {0}")]
-    Target(#[source] sqlx::Error),
+    #[error("the replay target database failed: {}", sql_text(.0))]
+    Target(sqlx::Error),
     /// Applying an event to the replayed read model failed.
-    #[error("applying event {cursor} to the replayed read model failed: {source}")]
+    #[error("applying event {cursor} to the replayed read model failed: {cause}")]
     Apply {
         cursor: String,
         /// The projector's `ApplyError` (not exported by name).
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// No stream of that id has any event.
     #[error("no channel {0} in the event log")]
@@ -67,6 +69,17 @@ pub enum AnalystError {
     },
 }
 
+/// A database error as its server message alone (no chain, no source line),
+/// so every failure stays one line; other errors as they display.
+fn sql_text(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// Each variant's message already holds its cause, so none is chained as a
+/// `source`: printed with `{:#}` the error stays one line without repeats.
 impl AnalystError {
     /// Whether the reader of the output went away (`chat events | head`): a
     /// normal end, not a failure.

@@ -15,6 +15,7 @@ pub mod parse;
 pub mod progress;
 pub mod render;
 pub mod replay;
+mod replay_apply;
 pub mod seed;
 pub mod state;
 mod target;
@@ -29,45 +30,49 @@ pub use state::{Aggregate, ChannelStateArgs, StateArgs};
 use std::io::Write;
 use std::process::ExitCode;
 
+const EVENTS_EXAMPLES: &str = "Examples:
+  chat events > log.ndjson
+  chat events --after 857555-9 --type MessageSent,MessageDeleted
+  chat events --category channel --until 2026-03-01T12:00:00Z --format csv -o march.csv";
+
+const REPLAY_EXAMPLES: &str = "Examples:
+  chat replay --projection read-model --until 2026-03-01T12:00:00Z \\
+    --into postgres://postgres@localhost:5432/chat_asof
+  psql -h localhost -U postgres chat_asof -c 'select name, last_seq from rm.channels'";
+
+const STATE_EXAMPLES: &str = "Examples:
+  chat state channel 0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --as-of 2026-03-01T12:00:00Z
+  chat state channel channel-0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --json";
+
 /// The analysts' commands. Mount with `#[command(flatten)]`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AnalystCommand {
     /// Exports the event log in global commit order, as NDJSON or CSV.
     ///
-    /// Every event committed before the export started, in the order a whole-log
-    /// reader sees them — `(transaction_id, global_position)` — in constant memory
-    /// for any size. NDJSON lines are the event envelopes of `GET /api/events`,
-    /// each with its `cursor`; `--after` the cursor of the last line you have
-    /// continues exactly after it. Data goes to stdout (or `--output`), progress
-    /// and the count to stderr.
-    ///
-    /// Examples:
-    ///   chat events > log.ndjson
-    ///   chat events --after 812-77 --type MessageSent,MessageDeleted
-    ///   chat events --category channel --until 2026-03-01T12:00:00Z --format csv -o march.csv
+    /// Every event committed before the export started, in the order a
+    /// whole-log reader sees them — `(transaction_id, global_position)` — in
+    /// constant memory for any size. NDJSON lines are the event envelopes of
+    /// `GET /api/events`, each with its `cursor`; `--after` the cursor of the
+    /// last line you have continues exactly after it. Data goes to stdout (or
+    /// `--output`); progress and the count go to stderr.
+    #[command(after_help = EVENTS_EXAMPLES)]
     Events(EventsArgs),
     /// Builds a read model as it was at a past moment into a separate database.
     ///
-    /// Time travel: reads the log up to the moment (a time, a global position or
-    /// a cursor) and applies each event with the projector's own writer into
-    /// schema `rm` of the `--into` database, created if missing. Then query the
+    /// Time travel: reads the log up to the moment (a time, a global position
+    /// or a cursor) and applies each event with the projector's own writer into
+    /// schema `rm` of the `--into` database, created if missing; then query the
     /// past with SQL. Refuses the live read database and the event log, and a
     /// target that already holds rows unless `--force`.
-    ///
-    /// Example:
-    ///   chat replay --projection read-model --until 2026-03-01T12:00:00Z \
-    ///     --into postgres://postgres@localhost:5432/chat_asof
-    ///   psql -h localhost -U postgres chat_asof -c 'select name, last_seq from rm.channels'
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
     /// Prints one aggregate's state at a moment, folded from its events.
     ///
     /// The channel's events recorded at or before `--as-of` are folded with the
     /// domain's own `evolve`: name, kind, archived, members with roles and
-    /// usernames, banned users, message counts, last seq. Text, or JSON with
-    /// `--json`.
-    ///
-    /// Example:
-    ///   chat state channel 0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --as-of 2026-03-01T12:00:00Z
+    /// usernames, banned users, message counts, last seq. Text, or one JSON
+    /// object with `--json`.
+    #[command(after_help = STATE_EXAMPLES)]
     State(StateArgs),
 }
 

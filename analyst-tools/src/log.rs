@@ -14,6 +14,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use std::time::{Duration, Instant};
 
 /// The columns every read selects, with the xid8 as text (sqlx has no xid8 type).
+/// That text is named `transaction_id` too, so every `ORDER BY` names the table
+/// column as `events.transaction_id`: a bare name would sort by the output
+/// column, as text, where "1000000" < "999999".
 const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, global_position, \
      transaction_id::text AS transaction_id, recorded_at, data, metadata";
 
@@ -101,7 +104,7 @@ pub async fn last_before_time(
     bounds.push_where(&mut qb);
     qb.push(" AND recorded_at > ")
         .push_bind(time)
-        .push(" ORDER BY transaction_id, global_position LIMIT 1");
+        .push(" ORDER BY events.transaction_id, events.global_position LIMIT 1");
     let Some(row) = qb.build().fetch_optional(pool).await? else {
         return Ok(None);
     };
@@ -131,7 +134,7 @@ impl LogQuery {
             ..self.clone()
         }
         .push_where(&mut qb);
-        qb.push(" ORDER BY transaction_id, global_position LIMIT ")
+        qb.push(" ORDER BY events.transaction_id, events.global_position LIMIT ")
             .push_bind(limit.max(0));
         qb
     }

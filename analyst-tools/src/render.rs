@@ -25,7 +25,7 @@ pub fn channel_text(out: &mut impl Write, s: &ChannelState) -> io::Result<()> {
     writeln!(
         out,
         "as of     {} (stream version {})",
-        s.as_of.to_rfc3339(),
+        s.as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         s.stream_version
     )?;
     writeln!(out, "kind      {kind}, {limit}")?;

@@ -3,23 +3,18 @@
 //! that moment and applying each event with the projector's own
 //! `apply_event`, in batched transactions (so no long write transaction holds
 //! the log's readers back). A reader task fetches the next page while the
-//! current one is applied.
+//! current one is applied, spread over `--jobs` connections by stream.
 
 use crate::log::{self, LogQuery};
 use crate::parse::{self, Until};
 use crate::progress::Progress;
+use crate::replay_apply as apply;
 use crate::target::{self, Target};
 use crate::{AnalystError, connect};
 use chrono::{DateTime, Utc};
-use domain::{Event, StoredEvent};
 use event_store::{Cursor, PgEventStore, RecordedEvent};
-use futures_util::TryStreamExt;
-use read_model::LIVE_SCHEMA;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-
-/// Events fetched from the log per page.
-const PAGE_SIZE: i64 = 5000;
 
 /// The projections a replay can build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +50,10 @@ pub struct ReplayArgs {
     /// Events applied per transaction in the target. Example: `--batch 500`.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch: u32,
+    /// Connections applying events at once; each takes a share of the
+    /// streams, and a stream's events stay in order. Example: `--jobs 8`.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: u32,
 }
 
 /// What a replay built.
@@ -92,7 +91,9 @@ pub async fn replay(
 ) -> Result<ReplaySummary, AnalystError> {
     let Projection::ReadModel = args.projection;
     let until = parse::until("--until", &args.until, true)?;
-    let Target { pool, described } = target::prepare(&args.into, settings, args.force).await?;
+    let connections = args.jobs.clamp(1, 64) + 1;
+    let Target { pool, described } =
+        target::prepare(&args.into, settings, args.force, connections).await?;
     let horizon = log::settle(log_pool, crate::events::SETTLE_WAIT)
         .await
         .map_err(AnalystError::Log)?;
@@ -107,18 +108,19 @@ pub async fn replay(
     progress.note(&format!("replay: {total} events to apply into {described}"));
     progress.set_total(total);
     let (pages, mut incoming) = mpsc::channel::<Result<Vec<RecordedEvent>, sqlx::Error>>(2);
-    let reader = tokio::spawn(read_pages(log_pool.clone(), query, pages));
+    let reader = tokio::spawn(apply::read_pages(log_pool.clone(), query, pages));
     let store = PgEventStore::new(log_pool.clone());
     let batch = usize::try_from(args.batch.max(1)).unwrap_or(1000);
+    let jobs = usize::try_from(args.jobs.clamp(1, 64)).unwrap_or(1);
     let mut applied = 0u64;
     let mut last = None;
     while let Some(page) = incoming.recv().await {
         let page = page.map_err(AnalystError::Log)?;
-        for chunk in page.chunks(batch) {
-            apply_batch(&pool, &store, chunk).await?;
-            applied += chunk.len() as u64;
-            progress.inc(chunk.len() as u64);
-            last = chunk.last().map(|e| (e.cursor(), e.recorded_at));
+        apply::apply_page(&pool, &store, &page, jobs, batch).await?;
+        applied += page.len() as u64;
+        progress.inc(page.len() as u64);
+        if let Some(e) = page.last() {
+            last = Some((e.cursor(), e.recorded_at));
         }
     }
     reader.abort();
@@ -127,75 +129,6 @@ pub async fn replay(
         last,
         target: described,
     })
-}
-
-/// Sends the query's events page by page until the log is exhausted.
-async fn read_pages(
-    pool: PgPool,
-    query: LogQuery,
-    pages: mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>,
-) {
-    let mut after = query.after;
-    loop {
-        let page = async {
-            let mut qb = query.page(after, PAGE_SIZE);
-            let rows: Vec<_> = qb.build().fetch(&pool).try_collect().await?;
-            rows.iter().map(log::decode).collect::<Result<Vec<_>, _>>()
-        }
-        .await;
-        let full = matches!(&page, Ok(events) if events.len() as i64 == PAGE_SIZE);
-        if let Ok(events) = &page
-            && let Some(e) = events.last()
-        {
-            after = e.cursor();
-        }
-        let failed = page.is_err();
-        if pages.send(page).await.is_err() || failed || !full {
-            return;
-        }
-    }
-}
-
-/// Applies `events` in one transaction of the target, with the checkpoint.
-async fn apply_batch(
-    pool: &PgPool,
-    store: &PgEventStore,
-    events: &[RecordedEvent],
-) -> Result<(), AnalystError> {
-    let mut tx = pool.begin().await.map_err(AnalystError::Target)?;
-    for recorded in events {
-        let stored = StoredEvent {
-            event_type: recorded.event_type.clone(),
-            schema_version: recorded.schema_version,
-            data: recorded.data.clone(),
-        };
-        let event = Event::from_stored(&stored).map_err(|e| AnalystError::Corrupt {
-            event_id: recorded.event_id,
-            cursor: recorded.cursor().to_string(),
-            reason: e.to_string(),
-        })?;
-        projector::apply_event(&mut tx, LIVE_SCHEMA, store, recorded, &event)
-            .await
-            .map_err(|source| AnalystError::Apply {
-                cursor: recorded.cursor().to_string(),
-                source: Box::new(source),
-            })?;
-    }
-    if let Some(last) = events.last() {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {}.checkpoints (projection, global_position, recorded_at, applied_at) \
-             VALUES ('replay', $1, $2, now()) ON CONFLICT (projection) DO UPDATE SET \
-             global_position = excluded.global_position, recorded_at = excluded.recorded_at, \
-             applied_at = excluded.applied_at",
-            read_model::quote_ident(LIVE_SCHEMA)
-        )))
-        .bind(last.global_position)
-        .bind(last.recorded_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(AnalystError::Target)?;
-    }
-    tx.commit().await.map_err(AnalystError::Target)
 }
 
 /// `chat replay`: replays with progress on stderr and sums up there.
@@ -213,7 +146,10 @@ pub async fn run(
     let summary = result?;
     let elapsed = started.elapsed();
     let last = match summary.last {
-        Some((cursor, at)) => format!("; last event {cursor} recorded at {}", at.to_rfc3339()),
+        Some((cursor, at)) => format!(
+            "; last event {cursor} recorded at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
         None => "; the log has no event up to that moment".to_owned(),
     };
     progress.note(&format!(

@@ -25,8 +25,9 @@ pub struct StateArgs {
 pub enum Aggregate {
     /// One channel: name, kind, archived, members with roles, banned users,
     /// message counts and last seq.
-    ///
-    /// Example: `chat state channel 0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --as-of 2026-03-01T12:00:00Z --json`
+    #[command(
+        after_help = "Example:\n  chat state channel 0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --as-of 2026-03-01T12:00:00Z --json"
+    )]
     Channel(ChannelStateArgs),
 }
 
@@ -209,8 +210,8 @@ async fn never_existed(
     match first {
         Ok(Some(first)) => AnalystError::NotYetCreated {
             id: id.to_string(),
-            as_of: as_of.to_rfc3339(),
-            first: first.to_rfc3339(),
+            as_of: as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            first: first.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         },
         Ok(None) => AnalystError::UnknownChannel(id.to_string()),
         Err(e) => AnalystError::Log(e),

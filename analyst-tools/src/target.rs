@@ -18,6 +18,7 @@ pub async fn prepare(
     url: &str,
     settings: &service_kit::Settings,
     force: bool,
+    connections: u32,
 ) -> Result<Target, AnalystError> {
     let options = connect::options(url, "--into")?;
     let described = connect::describe(&options);
@@ -44,7 +45,7 @@ pub async fn prepare(
     event_store::create_database_if_missing(&options)
         .await
         .map_err(AnalystError::TargetCreate)?;
-    let pool = connect::open(url, "replay target", 2).await?;
+    let pool = connect::open(url, "replay target", connections).await?;
     let filled = tables_with_rows(&pool).await?;
     if !filled.is_empty() {
         if !force {

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// Every whole-log read selects these columns, with the xid8 as text (sqlx has no xid8 type).
+/// The text alias shadows the column in ORDER BY: order by `events.transaction_id`.
 const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, global_position, \
      transaction_id::text AS transaction_id, recorded_at, data, metadata";
 
@@ -214,7 +215,7 @@ impl PgEventStore {
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                AND ($3::text IS NULL OR stream_id = $3) \
                AND (cardinality($4::text[]) = 0 OR event_type = ANY($4)) \
-             ORDER BY transaction_id, global_position \
+             ORDER BY events.transaction_id, events.global_position \
              LIMIT $5"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))

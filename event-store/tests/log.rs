@@ -414,3 +414,34 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
         "the reader's order is not the commit order"
     );
 }
+
+/// Transaction ids are ordered as numbers, not as the text they are read as:
+/// 99999 comes before 100000.
+#[tokio::test]
+async fn commit_order_is_numeric_across_a_digit_boundary() {
+    let db = TestDb::new_event_log().await;
+    let store = PgEventStore::new(db.pool.clone());
+    for (i, xid) in (99_995u64..100_005).rev().enumerate() {
+        sqlx::query(
+            "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
+             VALUES ($1::text::xid8, $2, 1, $3, 'MessageSent', 1, '{}')",
+        )
+        .bind(xid.to_string())
+        .bind(format!("s-{i}"))
+        .bind(Uuid::new_v4())
+        .execute(&db.pool)
+        .await
+        .expect("insert");
+    }
+    let read = store
+        .read_all(Cursor::START, 100, &LogFilter::default())
+        .await
+        .expect("read");
+    let xids: Vec<u64> = read.iter().map(|e| e.transaction_id).collect();
+    assert_eq!(xids, (99_995u64..100_005).collect::<Vec<_>>());
+    let after = store
+        .read_all(read[4].cursor(), 100, &LogFilter::default())
+        .await
+        .expect("read");
+    assert_eq!(after.first().map(|e| e.transaction_id), Some(100_000));
+}

@@ -3,12 +3,14 @@
 //! recreated), then exports them all as NDJSON and as CSV into a sink that
 //! counts lines and bytes, and prints a markdown table with the peak RSS.
 //!
-//! `cargo run --release -p analyst-tools --bin export-bench [-- EVENTS]`
-//! (server: `CHAT_BENCH_DATABASE_URL`, default the local `postgres` database)
+//! `cargo run --release -p analyst-tools --bin export-bench [-- EVENTS] [--reuse]`
+//! (`--reuse`: keep the scratch database of an earlier run if it holds EVENTS;
+//! server: `CHAT_BENCH_DATABASE_URL`, default the local `postgres` database)
 
 use analyst_tools::events::{self, EventsArgs};
 use analyst_tools::format::Format;
 use analyst_tools::progress::Progress;
+use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::io::{BufWriter, Write};
@@ -38,23 +40,16 @@ impl Write for Counting {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let count: u64 = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let reuse = args.iter().any(|a| a == "--reuse");
+    let count: u64 = match args.iter().find(|a| !a.starts_with("--")) {
         Some(n) => n.parse()?,
         None => 1_000_000,
     };
-    let url = fresh_database().await?;
-    let pool = event_store::connect(&url, 4).await?;
-    let started = Instant::now();
-    analyst_tools::seed::messages(&pool, count, 1000, 50_000, |done| {
-        eprintln!("  seeded {done}/{count}");
-    })
-    .await?;
-    let seeded = started.elapsed();
-    sqlx::raw_sql("VACUUM ANALYZE events")
-        .execute(&pool)
-        .await?;
-    eprintln!("  seeded {count} events in {:.1}s", seeded.as_secs_f64());
-
+    let pool = match reused(reuse, count).await? {
+        Some(pool) => pool,
+        None => seeded(count).await?,
+    };
     println!(
         "| format | events | bytes | plan + count (s) | export (s) | events/s | MB/s | peak RSS (MiB) |"
     );
@@ -67,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         let planned = Instant::now();
         let plan = events::plan(&pool, &args).await?;
         let total = plan.query.count(&pool).await?;
-        let planning = planned.elapsed();
+        let planning = planned.elapsed().as_secs_f64();
         let mut sink = BufWriter::with_capacity(1 << 16, Counting::default());
         let exporting = Instant::now();
         let summary = events::export(&pool, &plan, &mut sink, &mut Progress::hidden()).await?;
@@ -81,10 +76,9 @@ async fn main() -> anyhow::Result<()> {
             sink.lines
         );
         println!(
-            "| {format:?} | {} | {} | {:.2} | {took:.2} | {:.0} | {:.1} | {:.0} |",
+            "| {format:?} | {} | {} | {planning:.2} | {took:.2} | {:.0} | {:.1} | {:.0} |",
             summary.events,
             sink.bytes,
-            planning.as_secs_f64(),
             summary.events as f64 / took,
             sink.bytes as f64 / took / 1e6,
             peak_rss_mib()
@@ -93,23 +87,55 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drops and recreates the scratch database; returns its URL.
-async fn fresh_database() -> anyhow::Result<String> {
+fn server_options() -> anyhow::Result<PgConnectOptions> {
     let server = std::env::var("CHAT_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into());
-    let options = PgConnectOptions::from_str(&server)?;
+    Ok(PgConnectOptions::from_str(&server)?)
+}
+
+/// With `--reuse`, the scratch database of an earlier run if it holds `count` events.
+async fn reused(reuse: bool, count: u64) -> anyhow::Result<Option<PgPool>> {
+    if !reuse {
+        return Ok(None);
+    }
+    let url = server_options()?
+        .database(DATABASE)
+        .to_url_lossy()
+        .to_string();
+    let Ok(pool) = event_store::connect(&url, 4).await else {
+        return Ok(None);
+    };
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await?;
+    Ok((u64::try_from(held).ok() == Some(count)).then_some(pool))
+}
+
+/// A fresh scratch database holding `count` seeded events.
+async fn seeded(count: u64) -> anyhow::Result<PgPool> {
+    let options = server_options()?;
     let mut conn = PgConnection::connect_with(&options).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{DATABASE}\" WITH (FORCE)"
-    )))
-    .execute(&mut conn)
+    for sql in [
+        format!("DROP DATABASE IF EXISTS \"{DATABASE}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{DATABASE}\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await?;
+    }
+    let url = options.database(DATABASE).to_url_lossy().to_string();
+    let pool = event_store::connect(&url, 4).await?;
+    let started = Instant::now();
+    analyst_tools::seed::messages(&pool, count, 1000, 50_000, |done| {
+        eprintln!("  seeded {done}/{count}");
+    })
     .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE \"{DATABASE}\""
-    )))
-    .execute(&mut conn)
-    .await?;
-    Ok(options.database(DATABASE).to_url_lossy().to_string())
+    sqlx::raw_sql("VACUUM ANALYZE events")
+        .execute(&pool)
+        .await?;
+    let took = started.elapsed().as_secs_f64();
+    eprintln!("  seeded {count} events in {took:.1}s");
+    Ok(pool)
 }
 
 /// The process's peak resident set (VmHWM), in MiB.

@@ -182,3 +182,44 @@ async fn resuming_after_every_kth_cursor_yields_exactly_the_rest() {
     .await;
     assert!(nothing.is_empty());
 }
+
+/// Transaction ids are exported as text; ordering must stay numeric where the
+/// text order differs ("100000" < "99999"). Rows carry explicit ids below the
+/// cluster's current one, so they are settled and visible.
+#[tokio::test]
+async fn commit_order_is_numeric_across_a_digit_boundary() {
+    let log = Log::new().await;
+    for (tx, n) in [
+        (100_001u64, 1),
+        (99_999, 2),
+        (100_000, 3),
+        (99_998, 4),
+        (100_010, 5),
+    ] {
+        sqlx::query(
+            "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, \
+             schema_version, data) VALUES ($1::text::xid8, 'digits', $2, $3, 'MemberMuted', 1, '{}')",
+        )
+        .bind(tx.to_string())
+        .bind(n)
+        .bind(uuid::Uuid::now_v7())
+        .execute(log.pool())
+        .await
+        .expect("insert");
+    }
+    let exported: Vec<String> = cursors(&export_lines(log.pool(), &EventsArgs::default()).await)
+        .iter()
+        .map(|c| c.split('-').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(exported, ["99998", "99999", "100000", "100001", "100010"]);
+    let until = export_lines(
+        log.pool(),
+        &EventsArgs {
+            after: Some("99999-0".into()),
+            until: Some("100001-999999".into()),
+            ..EventsArgs::default()
+        },
+    )
+    .await;
+    assert_eq!(until.len(), 3, "99999, 100000 and 100001");
+}

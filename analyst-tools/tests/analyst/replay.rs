@@ -166,6 +166,7 @@ fn args(until: &str, into: &str, force: bool) -> ReplayArgs {
         into: into.to_owned(),
         force,
         batch: 3,
+        jobs: 3,
     }
 }
 
@@ -241,6 +242,7 @@ async fn replay_to_a_position_and_its_refusals() {
     .await
     .expect("an empty read model is an empty target");
     assert_eq!(summary.events, 10);
+    assert_eq!(summary.last.map(|(c, _)| c.global_position), Some(position));
     let expected = live_model(&log, &format!("global_position <= {position}")).await;
     assert_eq!(dump(&target.pool).await, dump(&expected.pool).await);
 
