@@ -54,58 +54,118 @@ pub async fn apply_event(
     recorded: &RecordedEvent,
     event: &Event,
 ) -> Result<Outcome, ApplyError> {
+    let mut outcomes = apply_batch(tx, schema, log, &[(recorded, event)])
+        .await
+        .map_err(|(_, e)| e)?;
+    Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
+}
+
+/// Applies several events in order inside one transaction: the streams'
+/// positions are read (and locked) once and written once for the batch, so
+/// an event costs only its own writes. An error names the index of the event
+/// it is due to when it is that event's fault (it cannot heal or decode).
+pub async fn apply_batch(
+    tx: &mut PgConnection,
+    schema: &str,
+    log: &PgEventStore,
+    items: &[(&RecordedEvent, &Event)],
+) -> Result<Vec<Outcome>, (Option<usize>, ApplyError)> {
     let s = quote_ident(schema);
-    let applied: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT version FROM {s}.stream_positions WHERE stream_id = $1 FOR UPDATE"
+    let streams: Vec<String> = items
+        .iter()
+        .map(|(r, _)| r.stream_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT stream_id, version FROM {s}.stream_positions WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE"
     )))
-    .bind(&recorded.stream_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let applied = applied.unwrap_or(0) as u64;
-    if recorded.stream_version <= applied {
-        return Ok(Outcome::Duplicate);
-    }
-    let mut changes = Vec::new();
-    if recorded.stream_version > applied + 1 {
-        let missing = log
-            .read_stream(&recorded.stream_id, applied)
+    .bind(&streams)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| (None, e.into()))?;
+    let mut positions: std::collections::HashMap<String, u64> = rows
+        .into_iter()
+        .map(|(id, v)| (id, v.max(0) as u64))
+        .collect();
+    let mut moved = std::collections::BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (index, (recorded, event)) in items.iter().enumerate() {
+        let applied = positions.get(&recorded.stream_id).copied().unwrap_or(0);
+        if recorded.stream_version <= applied {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        let mut changes = Vec::new();
+        if recorded.stream_version > applied + 1 {
+            for (healed, healed_event) in missing_before(log, recorded, applied)
+                .await
+                .map_err(|e| (Some(index), e))?
+            {
+                write(tx, &s, &healed, &healed_event)
+                    .await
+                    .map_err(|e| (None, e.into()))?;
+                changes.push(change(healed, &healed_event));
+            }
+            metrics::counter!("projector_healed_gap_events_total").increment(changes.len() as u64);
+        }
+        write(tx, &s, recorded, event)
             .await
-            .map_err(ApplyError::Log)?;
-        let missing: Vec<_> = missing
-            .into_iter()
-            .filter(|e| e.stream_version < recorded.stream_version)
-            .collect();
-        let contiguous = missing
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.stream_version == applied + 1 + i as u64);
-        if !contiguous || missing.len() as u64 != recorded.stream_version - applied - 1 {
-            return Err(ApplyError::Unhealable {
-                stream: recorded.stream_id.clone(),
-                from: applied + 1,
-                to: recorded.stream_version,
-            });
-        }
-        for healed in missing {
-            let healed_event =
-                decode_recorded(&healed).map_err(|e| ApplyError::Corrupt(healed.event_id, e))?;
-            write(tx, &s, &healed, &healed_event).await?;
-            changes.push(change(healed, &healed_event));
-        }
-        metrics::counter!("projector_healed_gap_events_total").increment(changes.len() as u64);
+            .map_err(|e| (None, e.into()))?;
+        positions.insert(recorded.stream_id.clone(), recorded.stream_version);
+        moved.insert(recorded.stream_id.clone(), recorded.stream_version as i64);
+        let healed = changes.len();
+        changes.push(change((*recorded).clone(), event));
+        outcomes.push(Outcome::Applied { changes, healed });
     }
-    write(tx, &s, recorded, event).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {s}.stream_positions (stream_id, version) VALUES ($1, $2) \
-         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
-    )))
-    .bind(&recorded.stream_id)
-    .bind(recorded.stream_version as i64)
-    .execute(&mut *tx)
-    .await?;
-    let healed = changes.len();
-    changes.push(change(recorded.clone(), event));
-    Ok(Outcome::Applied { changes, healed })
+    if !moved.is_empty() {
+        let (ids, versions): (Vec<String>, Vec<i64>) = moved.into_iter().unzip();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {s}.stream_positions (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+        )))
+        .bind(&ids)
+        .bind(&versions)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| (None, e.into()))?;
+    }
+    Ok(outcomes)
+}
+
+/// The events of `recorded`'s stream between `applied` and it, from the log.
+async fn missing_before(
+    log: &PgEventStore,
+    recorded: &RecordedEvent,
+    applied: u64,
+) -> Result<Vec<(RecordedEvent, Event)>, ApplyError> {
+    let missing = log
+        .read_stream(&recorded.stream_id, applied)
+        .await
+        .map_err(ApplyError::Log)?;
+    let missing: Vec<_> = missing
+        .into_iter()
+        .filter(|e| e.stream_version < recorded.stream_version)
+        .collect();
+    let contiguous = missing
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.stream_version == applied + 1 + i as u64);
+    if !contiguous || missing.len() as u64 != recorded.stream_version - applied - 1 {
+        return Err(ApplyError::Unhealable {
+            stream: recorded.stream_id.clone(),
+            from: applied + 1,
+            to: recorded.stream_version,
+        });
+    }
+    missing
+        .into_iter()
+        .map(|healed| {
+            let event =
+                decode_recorded(&healed).map_err(|e| ApplyError::Corrupt(healed.event_id, e))?;
+            Ok((healed, event))
+        })
+        .collect()
 }
 
 fn change(event: RecordedEvent, decoded: &Event) -> AppliedChange {

@@ -3,7 +3,7 @@
 //! Reconnects to RabbitMQ with backoff; retries database failures in place so
 //! events are never reordered or dropped.
 
-use crate::apply::{AppliedChange, ApplyError, Outcome, apply_event};
+use crate::apply::{AppliedChange, ApplyError, Outcome, apply_batch};
 use crate::decode::{Poison, decode_delivery};
 use crate::{EventSchemas, LIVE_PROJECTION};
 use broker::lapin::message::Delivery;
@@ -65,6 +65,7 @@ struct Projector {
     log: PgEventStore,
     schemas: Arc<EventSchemas>,
     presence: Option<redis_store::Presence>,
+    notifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs the projector until `shutdown` turns true.
@@ -80,6 +81,7 @@ pub async fn run(
         log,
         schemas,
         presence: config.presence.clone(),
+        notifying: Arc::new(tokio::sync::Semaphore::new(4)),
     };
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
@@ -184,9 +186,34 @@ impl Projector {
         }
         for change in &changes {
             announce(announcer, change).await;
-            self.notify_offline_members(announcer, change).await;
         }
+        self.notify(announcer, changes).await;
         Ok(())
+    }
+
+    /// Notifies offline members of the batch's new messages off the consuming
+    /// path (a few batches at a time; beyond that the consumer waits).
+    async fn notify(&self, announcer: &Channel, changes: Vec<AppliedChange>) {
+        let Some(presence) = self.presence.clone() else {
+            return;
+        };
+        let messages: Vec<AppliedChange> = changes
+            .into_iter()
+            .filter(|c| c.event.event_type == "MessageSent")
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        let Ok(permit) = self.notifying.clone().acquire_owned().await else {
+            return;
+        };
+        let (read, announcer) = (self.read.clone(), announcer.clone());
+        tokio::spawn(async move {
+            for change in &messages {
+                notify_offline_members(&read, &presence, &announcer, change).await;
+            }
+            drop(permit);
+        });
     }
 
     /// One transaction for the batch; an error names the event it came from when
@@ -196,9 +223,7 @@ impl Projector {
         good: &[(Delivery, RecordedEvent, Event)],
     ) -> Result<Vec<AppliedChange>, (Option<usize>, ApplyError)> {
         let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
-        let mut changes = Vec::new();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
-        for (index, (_, recorded, event)) in good.iter().enumerate() {
+        for (_, recorded, _) in good {
             let correlation_id = recorded
                 .metadata
                 .get("correlation_id")
@@ -212,16 +237,23 @@ impl Projector {
                 stream_version = recorded.stream_version,
                 "applying"
             );
-            match apply_event(&mut tx, read_model::LIVE_SCHEMA, &self.log, recorded, event).await {
-                Ok(Outcome::Applied { changes: c, .. }) => {
+        }
+        let items: Vec<(&RecordedEvent, &Event)> = good.iter().map(|(_, r, e)| (r, e)).collect();
+        let outcomes = apply_batch(&mut tx, read_model::LIVE_SCHEMA, &self.log, &items)
+            .await
+            .map_err(|(index, e)| match e {
+                e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
+                e => (None, e),
+            })?;
+        let mut changes = Vec::new();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Applied { changes: c, .. } => {
                     applied += c.len() as u64;
                     changes.extend(c);
                 }
-                Ok(Outcome::Duplicate) => duplicates += 1,
-                Err(e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..))) => {
-                    return Err((Some(index), e));
-                }
-                Err(e) => return Err((None, e)),
+                Outcome::Duplicate => duplicates += 1,
             }
         }
         if let Some((_, last, _)) = good.iter().max_by_key(|(_, r, _)| r.global_position) {
@@ -316,74 +348,77 @@ async fn dead_letter(
     Ok(())
 }
 
-impl Projector {
-    /// Publishes `chat.user.{id}.notification` for a new message to every member
-    /// who is not online in the channel and has not muted it. Best effort.
-    async fn notify_offline_members(&self, channel: &Channel, change: &AppliedChange) {
-        let (Some(presence), Some(channel_id)) = (&self.presence, change.channel_id) else {
-            return;
-        };
-        if change.event.event_type != "MessageSent" {
-            return;
+/// Publishes `chat.user.{id}.notification` for a new message to every member
+/// who is not online in the channel and has not muted it. Best effort.
+async fn notify_offline_members(
+    read: &PgPool,
+    presence: &redis_store::Presence,
+    channel: &Channel,
+    change: &AppliedChange,
+) {
+    let Some(channel_id) = change.channel_id else {
+        return;
+    };
+    if change.event.event_type != "MessageSent" {
+        return;
+    }
+    let data = &change.event.data;
+    let sender = data
+        .get("sender_id")
+        .and_then(|s| s.as_str())
+        .and_then(|s| s.parse::<uuid::Uuid>().ok());
+    let members: Vec<uuid::Uuid> = match sqlx::query_scalar(
+        "SELECT user_id FROM rm.members WHERE channel_id = $1 AND NOT muted AND user_id <> $2",
+    )
+    .bind(channel_id)
+    .bind(sender.unwrap_or_default())
+    .fetch_all(read)
+    .await
+    {
+        Ok(members) => members,
+        Err(e) => return tracing::warn!(error = %e, "notification recipients unavailable"),
+    };
+    if members.is_empty() {
+        return;
+    }
+    let online = match presence.online_users(channel_id).await {
+        Ok(online) => online,
+        Err(e) => {
+            return tracing::warn!(error = %e, "presence unavailable; notifications skipped");
         }
-        let data = &change.event.data;
-        let sender = data
-            .get("sender_id")
-            .and_then(|s| s.as_str())
-            .and_then(|s| s.parse::<uuid::Uuid>().ok());
-        let members: Vec<uuid::Uuid> = match sqlx::query_scalar(
-            "SELECT user_id FROM rm.members WHERE channel_id = $1 AND NOT muted AND user_id <> $2",
-        )
-        .bind(channel_id)
-        .bind(sender.unwrap_or_default())
-        .fetch_all(&self.read)
-        .await
-        {
-            Ok(members) => members,
-            Err(e) => return tracing::warn!(error = %e, "notification recipients unavailable"),
-        };
-        if members.is_empty() {
-            return;
-        }
-        let online = match presence.online_users(channel_id).await {
-            Ok(online) => online,
-            Err(e) => {
-                return tracing::warn!(error = %e, "presence unavailable; notifications skipped");
-            }
-        };
-        let preview: String = data
-            .get("content")
-            .and_then(|c| c.as_str())
-            .unwrap_or_default()
-            .chars()
-            .take(100)
-            .collect();
-        for user in members.into_iter().filter(|u| !online.contains(u)) {
-            let body = serde_json::json!({
-                "user_id": user,
-                "channel_id": channel_id,
-                "message_id": data.get("message_id"),
-                "seq": data.get("seq"),
-                "sender_id": data.get("sender_id"),
-                "preview": preview,
-            });
-            let properties = BasicProperties::default()
-                .with_message_id(format!("{}:{user}", change.event.event_id).into())
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2);
-            let published = channel
-                .basic_publish(
-                    broker::EVENTS_EXCHANGE.into(),
-                    format!("chat.user.{user}.notification").into(),
-                    BasicPublishOptions::default(),
-                    body.to_string().as_bytes(),
-                    properties,
-                )
-                .await;
-            match published {
-                Ok(_) => metrics::counter!("projector_notifications_total").increment(1),
-                Err(e) => tracing::warn!(error = %e, "notification not published"),
-            }
+    };
+    let preview: String = data
+        .get("content")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect();
+    for user in members.into_iter().filter(|u| !online.contains(u)) {
+        let body = serde_json::json!({
+            "user_id": user,
+            "channel_id": channel_id,
+            "message_id": data.get("message_id"),
+            "seq": data.get("seq"),
+            "sender_id": data.get("sender_id"),
+            "preview": preview,
+        });
+        let properties = BasicProperties::default()
+            .with_message_id(format!("{}:{user}", change.event.event_id).into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        let published = channel
+            .basic_publish(
+                broker::EVENTS_EXCHANGE.into(),
+                format!("chat.user.{user}.notification").into(),
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                properties,
+            )
+            .await;
+        match published {
+            Ok(_) => metrics::counter!("projector_notifications_total").increment(1),
+            Err(e) => tracing::warn!(error = %e, "notification not published"),
         }
     }
 }

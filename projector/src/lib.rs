@@ -8,7 +8,7 @@ mod consume;
 mod decode;
 mod validate;
 
-pub use apply::{AppliedChange, ApplyError, Outcome, apply_event};
+pub use apply::{AppliedChange, ApplyError, Outcome, apply_batch, apply_event};
 pub use consume::{ProjectorConfig, run};
 pub use decode::{Poison, decode_delivery};
 pub use validate::EventSchemas;
