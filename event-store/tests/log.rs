@@ -237,10 +237,7 @@ async fn whole_log_reader_waits_for_an_open_transaction_then_sees_it_first() {
     );
 
     slow.commit().await.expect("commit");
-    let visible = store
-        .read_all(Cursor::START, 100, &all)
-        .await
-        .expect("read");
+    let visible = read_when_visible(&store, Cursor::START, &all, 2).await;
     let ids: Vec<_> = visible.iter().map(|e| e.event_id).collect();
     assert_eq!(ids, vec![low[0].event_id, high[0].event_id]);
 
@@ -279,10 +276,8 @@ async fn whole_log_reads_filter_by_stream_and_type() {
         event_types: vec![],
     };
     assert_eq!(
-        store
-            .read_all(Cursor::START, 10, &only_a)
+        read_when_visible(&store, Cursor::START, &only_a, 2)
             .await
-            .expect("read")
             .len(),
         2
     );
@@ -290,10 +285,7 @@ async fn whole_log_reads_filter_by_stream_and_type() {
         stream_id: None,
         event_types: vec!["ReadUpTo".into()],
     };
-    let got = store
-        .read_all(Cursor::START, 10, &only_reads)
-        .await
-        .expect("read");
+    let got = read_when_visible(&store, Cursor::START, &only_reads, 1).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data["n"], 2);
 }
@@ -444,4 +436,23 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
         .await
         .expect("read");
     assert_eq!(after.first().map(|e| e.transaction_id), Some(100_000));
+}
+
+/// Whole-log reads see only what is below the oldest running transaction of
+/// the whole cluster, and other tests run beside this one: wait (bounded) until
+/// at least `n` events are visible, then return them.
+async fn read_when_visible(
+    store: &PgEventStore,
+    after: Cursor,
+    filter: &LogFilter,
+    n: usize,
+) -> Vec<event_store::RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = store.read_all(after, 1000, filter).await.expect("read");
+        if read.len() >= n || tokio::time::Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -10,6 +10,7 @@ use crate::{DlqCommand, RebuildArgs, StatusArgs};
 use anyhow::Context;
 use event_store::PgEventStore;
 use service_kit::Settings;
+use std::io::Write;
 use std::process::ExitCode;
 
 /// `chat rebuild`.
@@ -46,7 +47,11 @@ pub(crate) async fn rebuild(args: RebuildArgs, settings: &Settings) -> anyhow::R
 }
 
 /// `chat status`.
-pub(crate) async fn status(args: StatusArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(
+    args: StatusArgs,
+    settings: &Settings,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     let log = event_store::connect(&settings.database_url, 2).await?;
     let read = read_model::connect(&settings.read_database_url, 2).await?;
     let services = Services {
@@ -64,9 +69,9 @@ pub(crate) async fn status(args: StatusArgs, settings: &Settings) -> anyhow::Res
     };
     let report = status::gather(&services, thresholds).await?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
-        print!("{}", status::table(&report));
+        write!(out, "{}", status::table(&report))?;
     }
     Ok(if report.healthy {
         ExitCode::SUCCESS
@@ -76,32 +81,40 @@ pub(crate) async fn status(args: StatusArgs, settings: &Settings) -> anyhow::Res
 }
 
 /// `chat dlq ...`.
-pub(crate) async fn dlq(command: DlqCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn dlq(
+    command: DlqCommand,
+    settings: &Settings,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     let dlq = Dlq::open(&settings.amqp_url).await?;
-    let result = dlq_command(&dlq, command).await;
+    let result = dlq_command(&dlq, command, out).await;
     dlq.close().await;
     result
 }
 
-async fn dlq_command(dlq: &Dlq, command: DlqCommand) -> anyhow::Result<ExitCode> {
+async fn dlq_command(
+    dlq: &Dlq,
+    command: DlqCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::List { json, limit } => {
             let letters = dlq.list(limit).await?;
             if json {
                 for letter in &letters {
-                    println!("{}", serde_json::to_string(letter)?);
+                    writeln!(out, "{}", serde_json::to_string(letter)?)?;
                 }
             } else {
-                print!("{}", letters_table(&letters));
+                write!(out, "{}", letters_table(&letters))?;
             }
             eprintln!("{} dead letter(s) shown", letters.len());
         }
         DlqCommand::Show { id, json } => {
             for detail in dlq.show(&id).await? {
                 if json {
-                    println!("{}", serde_json::to_string(&detail)?);
+                    writeln!(out, "{}", serde_json::to_string(&detail)?)?;
                 } else {
-                    println!("{}", show_text(&detail)?);
+                    writeln!(out, "{}", show_text(&detail)?)?;
                 }
             }
         }

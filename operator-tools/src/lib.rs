@@ -109,14 +109,24 @@ pub enum DlqCommand {
     },
 }
 
-/// Runs an operator command; the exit code says how it went.
+/// Runs an operator command; the exit code says how it went. Data goes to
+/// stdout, everything else to stderr.
 pub async fn run(
     command: OperatorCommand,
     settings: &service_kit::Settings,
 ) -> anyhow::Result<ExitCode> {
+    run_with_output(command, settings, &mut std::io::stdout()).await
+}
+
+/// Like `run`, with the data written to `out` (tests capture it).
+pub async fn run_with_output(
+    command: OperatorCommand,
+    settings: &service_kit::Settings,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<ExitCode> {
     match command {
         OperatorCommand::Rebuild(args) => handlers::rebuild(args, settings).await,
-        OperatorCommand::Status(args) => handlers::status(args, settings).await,
-        OperatorCommand::Dlq { command } => handlers::dlq(command, settings).await,
+        OperatorCommand::Status(args) => handlers::status(args, settings, out).await,
+        OperatorCommand::Dlq { command } => handlers::dlq(command, settings, out).await,
     }
 }

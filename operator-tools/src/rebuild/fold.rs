@@ -11,82 +11,12 @@
 //! absent — together exactly what the sequential writes do.
 
 use super::copy::MessageRow;
+use super::rows::*;
 use super::source::LogEvent;
 use chrono::{DateTime, Utc};
 use domain::{ChannelKind, Event, Role};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// A new `users` row (inserted if absent).
-#[derive(Debug, Clone)]
-pub struct UserRow {
-    pub user_id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub registered_at: DateTime<Utc>,
-}
-
-/// A new `channels` row (inserted if absent), with the page's later changes.
-#[derive(Debug, Clone)]
-pub struct ChannelRow {
-    pub channel_id: Uuid,
-    pub name: String,
-    pub kind: &'static str,
-    pub max_members: Option<i32>,
-    pub owner_id: Uuid,
-    pub archived: bool,
-    pub created_at: DateTime<Utc>,
-    pub last_seq: i64,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The page's changes to an existing channel row.
-#[derive(Debug, Clone, Default)]
-pub struct ChannelPatch {
-    pub archived: bool,
-    pub max_seq: Option<i64>,
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// A whole `members` row, written over whatever is there.
-#[derive(Debug, Clone)]
-pub struct MemberRow {
-    pub role: &'static str,
-    pub muted: bool,
-    pub read_seq: i64,
-    pub joined_at: DateTime<Utc>,
-}
-
-/// Changes to an existing member row (none: that column stays).
-#[derive(Debug, Clone, Default)]
-pub struct MemberPatch {
-    pub role: Option<&'static str>,
-    pub muted: Option<bool>,
-    pub read_seq: Option<i64>,
-}
-
-/// The final change of one member in a page.
-#[derive(Debug, Clone)]
-pub enum MemberChange {
-    Patch(MemberPatch),
-    Put(MemberRow),
-    Delete,
-}
-
-/// The final change of one ban: delete first if `deleted`, then insert if absent.
-#[derive(Debug, Clone, Default)]
-pub struct BanChange {
-    pub deleted: bool,
-    pub insert: Option<DateTime<Utc>>,
-}
-
-/// The page's changes to an existing message row.
-#[derive(Debug, Clone, Default)]
-pub struct MessagePatch {
-    /// The last edit before any delete.
-    pub edit: Option<(String, DateTime<Utc>)>,
-    pub deleted: bool,
-}
 
 /// What folding one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,32 +51,42 @@ pub type StreamVersions = HashMap<String, u64>;
 
 impl PageFold {
     /// Folds one event, checking its stream version as `apply_event` does.
-    pub fn fold(&mut self, versions: &mut StreamVersions, e: &LogEvent) -> Admit {
-        let applied = versions.get(&e.stream_id).copied().unwrap_or(0);
+    pub fn fold(&mut self, versions: &mut StreamVersions, e: LogEvent) -> Admit {
+        let applied = versions.get(e.stream_id.as_str()).copied().unwrap_or(0);
         if e.stream_version <= applied {
             return Admit::Duplicate;
         }
-        let Ok(event) = &e.event else {
+        let Ok(event) = e.event else {
             return Admit::Skipped;
         };
         if e.stream_version != applied + 1 {
             return Admit::Skipped;
         }
         self.apply(event, e.recorded_at);
-        versions.insert(e.stream_id.clone(), e.stream_version);
-        self.positions.insert(e.stream_id.clone(), e.stream_version);
+        match versions.get_mut(e.stream_id.as_str()) {
+            Some(v) => *v = e.stream_version,
+            None => {
+                versions.insert(e.stream_id.clone(), e.stream_version);
+            }
+        }
+        match self.positions.get_mut(e.stream_id.as_str()) {
+            Some(v) => *v = e.stream_version,
+            None => {
+                self.positions.insert(e.stream_id, e.stream_version);
+            }
+        }
         self.applied += 1;
         Admit::Applied
     }
 
     /// The same writes as `projector`'s `write`, in memory.
-    fn apply(&mut self, event: &Event, at: DateTime<Utc>) {
+    fn apply(&mut self, event: Event, at: DateTime<Utc>) {
         match event {
             Event::UserRegistered(e) => {
                 self.users.entry(e.user_id.0).or_insert_with(|| UserRow {
                     user_id: e.user_id.0,
-                    username: e.username.clone(),
-                    display_name: e.display_name.clone(),
+                    username: e.username,
+                    display_name: e.display_name,
                     registered_at: at,
                 });
             }
@@ -155,7 +95,7 @@ impl PageFold {
                     .entry(e.channel_id.0)
                     .or_insert_with(|| ChannelRow {
                         channel_id: e.channel_id.0,
-                        name: e.name.clone(),
+                        name: e.name,
                         kind: if e.kind == ChannelKind::Private {
                             "private"
                         } else {
@@ -218,8 +158,8 @@ impl PageFold {
                     seq,
                     message_id: e.message_id.0,
                     sender_id: e.sender_id.0,
-                    content: Some(e.content.clone()),
-                    message_type: e.message_type.clone(),
+                    content: Some(e.content),
+                    message_type: e.message_type,
                     created_at: at,
                     edited_at: None,
                     deleted: false,
@@ -322,10 +262,5 @@ impl PageFold {
             .message_inserts
             .iter()
             .all(|m| keys.insert((m.channel_id, m.seq)))
-    }
-
-    /// Whether the page changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.positions.is_empty()
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! 1. Prepare: take the rebuild lock, drop what an interrupted run left
 //!    (`rm_rebuild`, `rm_old_*`), create fresh tables in `rm_rebuild`.
-//! 2. Bulk: read the log in commit order in large pages (a reader task runs
-//!    one page ahead), fold each page in memory into row changes, write them
-//!    set-based, commit per page (a long transaction would hold back every
-//!    whole-log reader, DESIGN.md §3).
+//! 2. Bulk, as a pipeline one page apart: a reader task fetches the log in
+//!    commit order in large pages, a folder task decodes and folds each page
+//!    in memory into row changes (`fold.rs`), the writer writes them
+//!    set-based (`write.rs`, `messages.rs`) and commits per page (a long
+//!    transaction would hold back every whole-log reader, DESIGN.md §3).
+//!    The messages primary key is built once afterwards (`deferred.rs`).
 //! 3. Catch up without locks until a pass finds little new.
 //! 4. Switch (`switch.rs`): lock the live projector out, apply the tail,
 //!    carry the checkpoints over, swap the schemas by renaming, commit, drop
@@ -16,23 +18,27 @@
 //! interrupted rebuild leaves it as it was. Replayed events announce nothing.
 
 pub mod copy;
-pub mod fold;
+mod deferred;
+mod fold;
+mod messages;
+mod page;
 mod report;
-pub mod source;
+mod rows;
+mod source;
 mod switch;
-pub mod write;
+mod write;
 
 pub use report::{Phases, RebuildReport};
 
 use crate::progress::Progress;
+use deferred::DeferredKey;
 use event_store::{Cursor, PgEventStore};
-use fold::{Admit, PageFold, StreamVersions};
+use fold::StreamVersions;
+use page::{Build, Folded, fold_page};
 use read_model::quote_ident;
-use source::LogEvent;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgPool};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use write::MessagePath;
 
 /// A projection that can be rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,53 +111,10 @@ pub enum RebuildError {
     Read(#[from] sqlx::Error),
     #[error("applying the tail of stream {stream}: {reason}")]
     Tail { stream: String, reason: String },
+    #[error("the log reader task failed")]
+    Reader,
     #[error("stopped after {0} pages, as asked")]
     Stopped(u64),
-}
-
-/// Where a rebuild stands between pages.
-pub(crate) struct Build {
-    pub(crate) projection: Projection,
-    pub(crate) target: String,
-    pub(crate) versions: StreamVersions,
-    pub(crate) cursor: Cursor,
-    pub(crate) report: RebuildReport,
-}
-
-impl Build {
-    /// Folds and writes one page in the connection's open transaction.
-    pub(crate) async fn write(
-        &mut self,
-        tx: &mut PgConnection,
-        page: &[LogEvent],
-    ) -> Result<(), sqlx::Error> {
-        let started = Instant::now();
-        let mut fold = PageFold::default();
-        for event in page {
-            match fold.fold(&mut self.versions, event) {
-                Admit::Applied => self.report.applied += 1,
-                Admit::Duplicate => self.report.duplicates += 1,
-                Admit::Skipped => {
-                    self.report.skipped += 1;
-                    tracing::warn!(event_id = %event.event_id, stream = %event.stream_id,
-                        "event cannot be applied (undecodable or out of order); skipped as the live projector would");
-                }
-            }
-        }
-        self.report.phases.fold += started.elapsed();
-        let started = Instant::now();
-        match write::write_page(tx, &self.target, &fold).await? {
-            MessagePath::Copy => self.report.copy_pages += 1,
-            MessagePath::Exact => self.report.exact_pages += 1,
-            MessagePath::None => {}
-        }
-        self.report.phases.write += started.elapsed();
-        self.report.events += page.len() as u64;
-        if let Some(last) = page.last() {
-            self.cursor = last.cursor();
-        }
-        Ok(())
-    }
 }
 
 /// Rebuilds `projection` from the log into fresh tables and switches to them.
@@ -165,9 +128,12 @@ pub async fn rebuild(
     let started = Instant::now();
     let page_size = options.page_size.max(1);
     let mut conn = switch::prepare(read, projection).await?;
+    let target = quote_ident(projection.rebuild_schema);
+    let key = DeferredKey::defer(&mut conn, &target).await?;
     let mut build = Build {
         projection,
-        target: quote_ident(projection.rebuild_schema),
+        target,
+        key,
         versions: StreamVersions::new(),
         cursor: Cursor::START,
         report: RebuildReport {
@@ -182,21 +148,23 @@ pub async fn rebuild(
             .map_err(RebuildError::Log)?,
     );
 
-    // Bulk: the reader stays one page ahead of the writer.
-    let (pages, mut incoming) = mpsc::channel::<Result<(Vec<LogEvent>, Duration), sqlx::Error>>(1);
-    let reader = AbortOnDrop(tokio::spawn(read_ahead(
+    // Bulk: a reader fetches, a folder decodes and folds, the writer writes:
+    // each one page ahead of the next.
+    let (raw, raw_pages) = mpsc::channel(1);
+    let (pages, mut incoming) = mpsc::channel::<Result<Folded, sqlx::Error>>(1);
+    let reader = AbortOnDrop(Some(tokio::spawn(read_ahead(
         log.pool().clone(),
         page_size,
-        pages,
-    )));
-    while let Some(page) = incoming.recv().await {
-        let (page, read_time) = page.map_err(RebuildError::Log)?;
-        build.report.phases.read += read_time;
+        raw,
+    ))));
+    let folder = AbortOnDrop(Some(tokio::spawn(fold_ahead(raw_pages, pages))));
+    while let Some(folded) = incoming.recv().await {
+        let folded = folded.map_err(RebuildError::Log)?;
+        let events = folded.events;
         let mut tx = conn.begin().await?;
-        build.write(&mut tx, &page).await?;
+        build.write(&mut tx, folded).await?;
         tx.commit().await?;
-        build.report.pages += 1;
-        progress.inc(page.len() as u64);
+        progress.inc(events);
         if options
             .stop_after_pages
             .is_some_and(|n| build.report.pages >= n)
@@ -205,6 +173,10 @@ pub async fn rebuild(
         }
     }
     drop(reader);
+    build.versions = folder.join().await.ok_or(RebuildError::Reader)?;
+    let indexing = Instant::now();
+    build.key.restore(&mut conn, &build.target).await?;
+    build.report.phases.index = indexing.elapsed();
 
     // Catch up with what was appended meanwhile, without locks.
     let catch_up = Instant::now();
@@ -212,14 +184,16 @@ pub async fn rebuild(
         let page = source::read_page(log.pool(), build.cursor, page_size)
             .await
             .map_err(RebuildError::Log)?;
-        if page.is_empty() {
+        let read = page.len();
+        if read == 0 {
             break;
         }
+        let folded = fold_page(&mut build.versions, page, Duration::ZERO);
         let mut tx = conn.begin().await?;
-        build.write(&mut tx, &page).await?;
+        build.write(&mut tx, folded).await?;
         tx.commit().await?;
-        progress.inc(page.len() as u64);
-        if page.len() < options.switch_below {
+        progress.inc(read as u64);
+        if read < options.switch_below {
             break;
         }
     }
@@ -231,35 +205,76 @@ pub async fn rebuild(
     Ok(build.report)
 }
 
-/// Reads pages until the log is exhausted (a short page), sending each with
-/// the time it took; stops when the writer hangs up.
-async fn read_ahead(
-    log: PgPool,
-    page_size: usize,
-    pages: mpsc::Sender<Result<(Vec<LogEvent>, Duration), sqlx::Error>>,
-) {
+/// A fetched page, not yet decoded, with the time the fetch took.
+type RawPage = Result<(Vec<sqlx::postgres::PgRow>, Duration), sqlx::Error>;
+
+/// Fetches pages until the log is exhausted (a short page), sending each on;
+/// stops early when the folder hangs up.
+async fn read_ahead(log: PgPool, page_size: usize, raw: mpsc::Sender<RawPage>) {
     let mut cursor = Cursor::START;
     loop {
         let started = Instant::now();
-        let page = source::read_page(&log, cursor, page_size).await;
-        let last = match &page {
-            Ok(events) => events.last().map(LogEvent::cursor),
-            Err(_) => None,
+        let page = source::fetch_page(&log, cursor, page_size).await;
+        let next = match &page {
+            Ok(rows) if rows.len() == page_size => rows.last().map(source::row_cursor),
+            _ => None,
         };
-        let full = matches!(&page, Ok(events) if events.len() == page_size);
-        let sent = pages.send(page.map(|p| (p, started.elapsed()))).await;
-        match (sent, last) {
-            (Ok(()), Some(next)) if full => cursor = next,
-            _ => return,
+        if raw
+            .send(page.map(|rows| (rows, started.elapsed())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match next {
+            Some(Ok(next)) => cursor = next,
+            Some(Err(e)) => {
+                let _ = raw.send(Err(e)).await;
+                return;
+            }
+            None => return,
         }
     }
 }
 
+/// Decodes and folds fetched pages in order, sending each to the writer.
+/// Returns the streams' applied versions for the catch-up and the switch.
+async fn fold_ahead(
+    mut raw: mpsc::Receiver<RawPage>,
+    pages: mpsc::Sender<Result<Folded, sqlx::Error>>,
+) -> StreamVersions {
+    let mut versions = StreamVersions::new();
+    while let Some(page) = raw.recv().await {
+        let folded = page.and_then(|(rows, read)| {
+            let started = Instant::now();
+            let events = source::decode_rows(rows)?;
+            let decoding = started.elapsed();
+            let mut folded = fold_page(&mut versions, events, read);
+            folded.folding += decoding;
+            Ok(folded)
+        });
+        let failed = folded.is_err();
+        if pages.send(folded).await.is_err() || failed {
+            break;
+        }
+    }
+    versions
+}
+
 /// Aborts a spawned task when dropped (an aborted rebuild stops its reader).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Waits for the task's result (None: it failed or was aborted).
+    async fn join(mut self) -> Option<T> {
+        self.0.take()?.await.ok()
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }

@@ -7,12 +7,13 @@
 use chrono::{DateTime, Utc};
 use domain::{Event, StoredEvent};
 use event_store::Cursor;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 /// The same predicate and order as `PgEventStore::read_all`.
 const PAGE: &str = "SELECT event_id, event_type, schema_version, stream_id, stream_version, global_position, \
-     transaction_id::text::bigint AS transaction_id, recorded_at, data::text AS data \
+     transaction_id::text::bigint AS xid, recorded_at, data::text AS data \
      FROM events \
      WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -49,25 +50,58 @@ pub async fn read_page(
     after: Cursor,
     limit: usize,
 ) -> Result<Vec<LogEvent>, sqlx::Error> {
-    let rows = sqlx::query(PAGE)
+    decode_rows(fetch_page(log, after, limit).await?)
+}
+
+/// Up to `limit` rows after `after` in commit order, not yet decoded.
+pub async fn fetch_page(
+    log: &PgPool,
+    after: Cursor,
+    limit: usize,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    sqlx::query(PAGE)
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(log)
-        .await?;
+        .await
+}
+
+/// The cursor after a fetched row.
+pub fn row_cursor(row: &PgRow) -> Result<Cursor, sqlx::Error> {
+    Ok(Cursor {
+        transaction_id: row.try_get::<i64, _>(XID)?.max(0) as u64,
+        global_position: row.try_get(POSITION)?,
+    })
+}
+
+// Column indexes of `PAGE`.
+const EVENT_ID: usize = 0;
+const EVENT_TYPE: usize = 1;
+const SCHEMA_VERSION: usize = 2;
+const STREAM_ID: usize = 3;
+const STREAM_VERSION: usize = 4;
+const POSITION: usize = 5;
+const XID: usize = 6;
+const RECORDED_AT: usize = 7;
+const DATA: usize = 8;
+
+/// Decodes fetched rows into events.
+pub fn decode_rows(rows: Vec<PgRow>) -> Result<Vec<LogEvent>, sqlx::Error> {
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let event_type: String = row.try_get("event_type")?;
-        let schema_version = row.try_get::<i32, _>("schema_version")?.max(0) as u32;
-        let data: String = row.try_get("data")?;
+        let event_type: &str = row.try_get(EVENT_TYPE)?;
+        let schema_version = row.try_get::<i32, _>(SCHEMA_VERSION)?.max(0) as u32;
+        let data: &str = row.try_get(DATA)?;
+        let cursor = row_cursor(&row)?;
         events.push(LogEvent {
-            event_id: row.try_get("event_id")?,
-            stream_id: row.try_get("stream_id")?,
-            stream_version: row.try_get::<i64, _>("stream_version")?.max(0) as u64,
-            global_position: row.try_get("global_position")?,
-            transaction_id: row.try_get::<i64, _>("transaction_id")?.max(0) as u64,
-            recorded_at: row.try_get("recorded_at")?,
-            event: decode(&event_type, schema_version, &data),
+            event_id: row.try_get(EVENT_ID)?,
+            stream_id: row.try_get(STREAM_ID)?,
+            stream_version: row.try_get::<i64, _>(STREAM_VERSION)?.max(0) as u64,
+            global_position: cursor.global_position,
+            transaction_id: cursor.transaction_id,
+            recorded_at: row.try_get(RECORDED_AT)?,
+            event: decode(event_type, schema_version, data),
         });
     }
     Ok(events)

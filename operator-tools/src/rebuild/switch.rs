@@ -30,12 +30,21 @@ pub(super) async fn prepare(read: &PgPool, p: Projection) -> Result<PgConnection
     sqlx::query("SET idle_in_transaction_session_timeout = '60s'")
         .execute(&mut conn)
         .await?;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-        .bind(format!("chat-rebuild:{}", p.name))
-        .fetch_one(&mut conn)
-        .await?;
-    if !held {
-        return Err(RebuildError::Busy(p.name));
+    // A rebuild killed a moment ago may still hold the lock until its session ends.
+    let mut tries = 0;
+    loop {
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(format!("chat-rebuild:{}", p.name))
+            .fetch_one(&mut conn)
+            .await?;
+        if held {
+            break;
+        }
+        tries += 1;
+        if tries == 10 {
+            return Err(RebuildError::Busy(p.name));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let leftovers: Vec<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2 ESCAPE '!' ORDER BY 1",
@@ -105,9 +114,10 @@ pub(super) async fn switch(
             break;
         }
     }
-    for page in &tail {
-        build.write(&mut tx, page).await?;
+    for page in tail {
         build.report.tail_events += page.len() as u64;
+        let folded = super::fold_page(&mut build.versions, page, std::time::Duration::ZERO);
+        build.write(&mut tx, folded).await?;
     }
     reconcile(&mut tx, log, build, &live).await?;
 

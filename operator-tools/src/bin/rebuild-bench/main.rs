@@ -95,16 +95,17 @@ async fn main() -> anyhow::Result<()> {
     );
     let ph = &report.phases;
     println!();
-    println!("| rebuild phase | seconds |");
+    println!("| rebuild phase (fetch, fold and write overlap) | seconds |");
     println!("|---|---:|");
     for (name, d) in [
         ("prepare (lock, drop leftovers, create tables)", ph.prepare),
+        ("fetch the log in commit order (reader task)", ph.read),
+        ("decode and fold pages in memory (folder task)", ph.fold),
         (
-            "read + decode the log (reader task, overlaps the rest)",
-            ph.read,
+            "write and commit pages: COPY messages, unnest the rest",
+            ph.write,
         ),
-        ("fold pages in memory", ph.fold),
-        ("write pages (COPY messages, unnest the rest)", ph.write),
+        ("add the messages primary key back", ph.index),
         ("catch-up passes", ph.catch_up),
         ("switch transaction (lock, tail, rename)", ph.switch),
         ("drop the old schema", ph.drop_old),
