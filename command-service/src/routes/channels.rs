@@ -1,13 +1,14 @@
 //! Channel lifecycle and membership commands.
 
-use super::{context, no_content, with_etag};
+use super::commander::Commander;
+use super::{no_content, with_etag};
 use crate::CommandError;
-use crate::executor::{CommandService, Intent};
-use actix_web::{HttpRequest, HttpResponse, web};
+use crate::executor::Intent;
+use actix_web::{HttpResponse, web};
 use domain::{ChannelCommand, ChannelId, ChannelKind, DomainError, Role, UserId, user_stream};
 use serde::Deserialize;
 use serde_json::json;
-use service_kit::{ApiError, AuthUser, RequestId};
+use service_kit::ApiError;
 use uuid::Uuid;
 
 #[derive(Deserialize)]
@@ -18,15 +19,11 @@ pub(super) struct CreateChannel {
 }
 
 pub(super) async fn create(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    mut cmd: Commander,
     body: web::Json<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ctx = context(&user, request_id, req.headers())?;
     // A new channel has no version to match.
-    ctx.expected_version = None;
+    cmd.ctx.expected_version = None;
     let body = body.into_inner();
     let channel_id = ChannelId::new();
     let command = ChannelCommand::Create {
@@ -35,8 +32,8 @@ pub(super) async fn create(
         kind: body.kind,
         max_members: body.max_members,
     };
-    let executed = service
-        .execute(channel_id, Intent::Command(command), &ctx, "ChannelCreated")
+    let executed = cmd
+        .run(channel_id.0, Intent::Command(command), "ChannelCreated")
         .await?;
     let channel_id = executed
         .first_event()
@@ -55,21 +52,17 @@ pub(super) struct AddMember {
     user_id: Option<Uuid>,
 }
 
-/// `{}` joins the caller; `{user_id}` invites someone.
+/// `{}` (or no body) joins the caller; `{user_id}` invites someone.
 pub(super) async fn add_member(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
-    let target = member_body(&body)?.user_id.filter(|id| *id != user.user_id);
+    let target = member_body(&body)?.user_id.filter(|id| *id != cmd.user_id);
     let (command, event_type) = match target {
         None => (ChannelCommand::Join, "MemberJoined"),
         Some(user_id) => {
-            require_user(&service, user_id).await?;
+            require_user(&cmd, user_id).await?;
             (
                 ChannelCommand::Invite {
                     user_id: user_id.into(),
@@ -78,15 +71,10 @@ pub(super) async fn add_member(
             )
         }
     };
-    let executed = service
-        .execute(
-            path.into_inner().into(),
-            Intent::Command(command),
-            &ctx,
-            event_type,
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(path.into_inner(), Intent::Command(command), event_type)
+            .await?,
+    ))
 }
 
 /// No body or `{}` joins; any other body must be a valid `{user_id}` object.
@@ -114,15 +102,11 @@ fn member_body(body: &[u8]) -> Result<AddMember, ApiError> {
 
 /// Removing oneself is leaving; removing someone else is a kick.
 pub(super) async fn remove_member(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let (channel_id, target) = path.into_inner();
-    let (command, event_type) = if target == user.user_id {
+    let (command, event_type) = if target == cmd.user_id {
         (ChannelCommand::Leave, "MemberLeft")
     } else {
         (
@@ -132,15 +116,10 @@ pub(super) async fn remove_member(
             "MemberKicked",
         )
     };
-    let executed = service
-        .execute(
-            channel_id.into(),
-            Intent::Command(command),
-            &ctx,
-            event_type,
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(channel_id, Intent::Command(command), event_type)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -149,28 +128,19 @@ pub(super) struct ChangeRole {
 }
 
 pub(super) async fn change_role(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let (channel_id, target) = path.into_inner();
     let command = ChannelCommand::ChangeRole {
         user_id: target.into(),
         role: body.role,
     };
-    let executed = service
-        .execute(
-            channel_id.into(),
-            Intent::Command(command),
-            &ctx,
-            "MemberRoleChanged",
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(channel_id, Intent::Command(command), "MemberRoleChanged")
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -179,69 +149,46 @@ pub(super) struct Ban {
 }
 
 pub(super) async fn ban(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<Uuid>,
     body: web::Json<Ban>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
-    require_user(&service, body.user_id).await?;
+    require_user(&cmd, body.user_id).await?;
     let command = ChannelCommand::Ban {
         user_id: body.user_id.into(),
     };
-    let executed = service
-        .execute(
-            path.into_inner().into(),
-            Intent::Command(command),
-            &ctx,
-            "MemberBanned",
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(path.into_inner(), Intent::Command(command), "MemberBanned")
+            .await?,
+    ))
 }
 
 pub(super) async fn unban(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let (channel_id, target) = path.into_inner();
     let command = ChannelCommand::Unban {
         user_id: target.into(),
     };
-    let executed = service
-        .execute(
-            channel_id.into(),
-            Intent::Command(command),
-            &ctx,
-            "MemberUnbanned",
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(channel_id, Intent::Command(command), "MemberUnbanned")
+            .await?,
+    ))
 }
 
 pub(super) async fn archive(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
-    let executed = service
-        .execute(
-            path.into_inner().into(),
+    Ok(no_content(
+        &cmd.run(
+            path.into_inner(),
             Intent::Command(ChannelCommand::Archive),
-            &ctx,
             "ChannelArchived",
         )
-        .await?;
-    Ok(no_content(&executed))
+        .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -250,34 +197,26 @@ pub(super) struct Mute {
 }
 
 pub(super) async fn mute(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<Uuid>,
     body: web::Json<Mute>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let event_type = if body.muted {
         "ChannelMuted"
     } else {
         "ChannelUnmuted"
     };
     let command = ChannelCommand::SetMuted { muted: body.muted };
-    let executed = service
-        .execute(
-            path.into_inner().into(),
-            Intent::Command(command),
-            &ctx,
-            event_type,
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(path.into_inner(), Intent::Command(command), event_type)
+            .await?,
+    ))
 }
 
 /// 404 unless the user is registered.
-async fn require_user(service: &CommandService, user_id: Uuid) -> Result<(), ApiError> {
-    let version = service
+async fn require_user(cmd: &Commander, user_id: Uuid) -> Result<(), ApiError> {
+    let version = cmd
+        .service()
         .store()
         .stream_version(&user_stream(UserId(user_id)))
         .await

@@ -1,12 +1,13 @@
 //! Sending, editing, deleting and reading messages.
 
-use super::{context, no_content, with_etag};
-use crate::executor::{CommandService, Intent};
-use actix_web::{HttpRequest, HttpResponse, web};
+use super::commander::Commander;
+use super::{no_content, with_etag};
+use crate::executor::Intent;
+use actix_web::{HttpResponse, web};
 use domain::{ChannelCommand, MessageId};
 use serde::Deserialize;
 use serde_json::json;
-use service_kit::{ApiError, AuthUser, RequestId};
+use service_kit::ApiError;
 use uuid::Uuid;
 
 #[derive(Deserialize)]
@@ -23,14 +24,10 @@ fn text() -> String {
 
 /// 201 `{message_id, seq}`; a repeat (same `client_msg_id` or `Idempotency-Key`) answers the same.
 pub(super) async fn send(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    mut cmd: Commander,
     path: web::Path<Uuid>,
     body: web::Json<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ctx = context(&user, request_id, req.headers())?;
     let body = body.into_inner();
     if let Some(id) = &body.client_msg_id {
         if id.is_empty() || id.len() > 200 {
@@ -40,7 +37,7 @@ pub(super) async fn send(
             ));
         }
         // The client's own id dedupes sends across HTTP and WebSocket alike.
-        ctx.idempotency_key = Some(format!("msg:{}:{id}", user.user_id));
+        cmd.ctx.idempotency_key = Some(format!("msg:{}:{id}", cmd.user_id));
     }
     let command = ChannelCommand::SendMessage {
         message_id: MessageId::new(),
@@ -48,13 +45,8 @@ pub(super) async fn send(
         message_type: body.message_type,
         client_msg_id: body.client_msg_id,
     };
-    let executed = service
-        .execute(
-            path.into_inner().into(),
-            Intent::Command(command),
-            &ctx,
-            "MessageSent",
-        )
+    let executed = cmd
+        .run(path.into_inner(), Intent::Command(command), "MessageSent")
         .await?;
     let data = executed
         .first_event()
@@ -70,22 +62,16 @@ pub(super) struct EditMessage {
 }
 
 pub(super) async fn edit(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<EditMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let (channel_id, message_id) = path.into_inner();
     let intent = Intent::Edit {
         message_id: message_id.into(),
         content: body.into_inner().content,
     };
-    let executed = service
-        .execute(channel_id.into(), intent, &ctx, "MessageEdited")
-        .await?;
+    let executed = cmd.run(channel_id, intent, "MessageEdited").await?;
     let data = executed
         .first_event()
         .map(|e| e.data.clone())
@@ -95,25 +81,20 @@ pub(super) async fn edit(
 }
 
 pub(super) async fn delete(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let (channel_id, message_id) = path.into_inner();
-    let executed = service
-        .execute(
-            channel_id.into(),
+    Ok(no_content(
+        &cmd.run(
+            channel_id,
             Intent::Delete {
                 message_id: message_id.into(),
             },
-            &ctx,
             "MessageDeleted",
         )
-        .await?;
-    Ok(no_content(&executed))
+        .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -122,22 +103,13 @@ pub(super) struct MarkRead {
 }
 
 pub(super) async fn mark_read(
-    service: web::Data<CommandService>,
-    user: AuthUser,
-    request_id: RequestId,
-    req: HttpRequest,
+    cmd: Commander,
     path: web::Path<Uuid>,
     body: web::Json<MarkRead>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&user, request_id, req.headers())?;
     let command = ChannelCommand::MarkRead { seq: body.seq };
-    let executed = service
-        .execute(
-            path.into_inner().into(),
-            Intent::Command(command),
-            &ctx,
-            "ReadUpTo",
-        )
-        .await?;
-    Ok(no_content(&executed))
+    Ok(no_content(
+        &cmd.run(path.into_inner(), Intent::Command(command), "ReadUpTo")
+            .await?,
+    ))
 }

@@ -2,6 +2,7 @@
 //! (alone in `command-service`, or beside the other services in `chat up`).
 
 mod channels;
+mod commander;
 mod messages;
 mod users;
 
