@@ -39,28 +39,21 @@ pub async fn broker(settings: &Settings) -> anyhow::Result<()> {
 
 /// The JWT configuration; `generate` makes up a secret when none is set.
 pub fn jwt(settings: &Settings, generate: bool) -> anyhow::Result<auth::JwtConfig> {
-    let secret = match (&settings.jwt_secret, generate) {
-        (Some(secret), _) => secret.clone(),
-        (None, true) => {
-            use rand::Rng;
-            let secret: String = rand::rng()
-                .sample_iter(rand::distr::Alphanumeric)
-                .take(48)
-                .map(char::from)
-                .collect();
-            tracing::warn!(
-                "CHAT_JWT_SECRET is not set: generated a random one; tokens will not survive a restart or work across instances"
-            );
-            secret
-        }
-        (None, false) => anyhow::bail!(
-            "CHAT_JWT_SECRET is not set: set it to a random string of at least 32 bytes"
-        ),
-    };
-    Ok(auth::JwtConfig::new(
-        secret.as_bytes(),
-        &settings.jwt_issuer,
-        &settings.jwt_audience,
-        settings.jwt_ttl_secs,
-    )?)
+    if settings.jwt_secret.is_some() || !generate {
+        return Ok(settings.jwt()?);
+    }
+    use rand::Rng;
+    let secret: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    tracing::warn!(
+        "CHAT_JWT_SECRET is not set: generated a random one; tokens will not survive a restart or work across instances"
+    );
+    Ok(Settings {
+        jwt_secret: Some(secret),
+        ..settings.clone()
+    }
+    .jwt()?)
 }

@@ -11,16 +11,7 @@ use service_kit::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     service_kit::init_tracing(settings.log_format);
-    let secret = settings
-        .jwt_secret
-        .clone()
-        .context("CHAT_JWT_SECRET is not set: set it to a random string of at least 32 bytes")?;
-    let jwt = auth::JwtConfig::new(
-        secret.as_bytes(),
-        &settings.jwt_issuer,
-        &settings.jwt_audience,
-        settings.jwt_ttl_secs,
-    )?;
+    let jwt = settings.jwt()?;
     let pool = event_store::connect(&settings.database_url, 32).await?;
     let policy = MessagePolicy::new(settings.max_message_chars, &settings.banned_words);
     let (stop_relay, shutdown) = tokio::sync::watch::channel(false);

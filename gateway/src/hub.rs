@@ -61,6 +61,7 @@ impl Connection {
     /// Queues a frame without waiting; a full queue makes this a slow consumer.
     pub fn push(&self, frame: Arc<str>) -> bool {
         if self.tx.try_send(Outbound::Text(frame)).is_ok() {
+            metrics::counter!("ws_frames_out_total").increment(1);
             return true;
         }
         if !self.slow.swap(true, Ordering::SeqCst) {
@@ -307,7 +308,6 @@ impl Hub {
                 sub.deliver(live, self);
             }
         }
-        metrics::counter!("ws_frames_out_total").increment(1);
     }
 
     /// Ends the subscriptions of `user_id` to `channel_id` (kicked, banned,

@@ -13,5 +13,5 @@ pub use error::ApiError;
 pub use extract::{AuthUser, RequestId, configure_extractors};
 pub use health::{Check, Readiness, health_routes};
 pub use metrics_endpoint::{install_metrics, metric_families, metrics_route};
-pub use settings::{LogFormat, Settings, SettingsError};
+pub use settings::{JwtSettingsError, LogFormat, Settings, SettingsError};
 pub use telemetry::{init_tracing, observe_requests};

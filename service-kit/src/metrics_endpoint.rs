@@ -97,7 +97,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("projector_restarts_total", "projector reconnects"),
     ("ws_connections_total", "WebSocket connections accepted"),
     ("ws_frames_in_total", "WebSocket frames received"),
-    ("ws_frames_out_total", "live frames fanned out"),
+    ("ws_frames_out_total", "WebSocket frames queued to sockets"),
     (
         "ws_slow_consumer_disconnects_total",
         "sockets closed as slow consumers (4001)",

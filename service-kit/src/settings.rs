@@ -44,7 +44,30 @@ pub struct SettingsError {
     pub reason: &'static str,
 }
 
+/// Why no token configuration could be made from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtSettingsError {
+    #[error("CHAT_JWT_SECRET is not set: set it to a random string of at least 32 bytes")]
+    MissingSecret,
+    #[error(transparent)]
+    Invalid(#[from] auth::JwtConfigError),
+}
+
 impl Settings {
+    /// The token configuration every service shares (secret, issuer, audience, lifetime).
+    pub fn jwt(&self) -> Result<auth::JwtConfig, JwtSettingsError> {
+        let secret = self
+            .jwt_secret
+            .as_deref()
+            .ok_or(JwtSettingsError::MissingSecret)?;
+        Ok(auth::JwtConfig::new(
+            secret.as_bytes(),
+            &self.jwt_issuer,
+            &self.jwt_audience,
+            self.jwt_ttl_secs,
+        )?)
+    }
+
     /// Reads the `CHAT_*` variables, with local defaults.
     pub fn from_env() -> Result<Settings, SettingsError> {
         Self::from_lookup(|name| env::var(name).ok())
@@ -136,6 +159,26 @@ mod tests {
             (20, 100, 4000)
         );
         assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn the_token_configuration_needs_a_long_enough_secret() {
+        let none = Settings::from_lookup(|_| None).expect("defaults");
+        assert!(matches!(none.jwt(), Err(JwtSettingsError::MissingSecret)));
+        let short =
+            Settings::from_lookup(|k| (k == "CHAT_JWT_SECRET").then(|| "short".to_string()))
+                .expect("valid");
+        assert!(matches!(short.jwt(), Err(JwtSettingsError::Invalid(_))));
+        let long = Settings::from_lookup(|k| (k == "CHAT_JWT_SECRET").then(|| "x".repeat(32)))
+            .expect("valid");
+        let jwt = long.jwt().expect("config");
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(
+            jwt.verify(&jwt.issue(id, "ann").access_token)
+                .expect("valid")
+                .sub,
+            id
+        );
     }
 
     #[test]
