@@ -408,12 +408,15 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
 }
 
 /// Transaction ids are ordered as numbers, not as the text they are read as:
-/// 99999 comes before 100000.
+/// 99999 comes before 100000. The boundary is the cluster's own (a new one's
+/// ids are near 1,000), so the stamped rows are settled and visible.
 #[tokio::test]
 async fn commit_order_is_numeric_across_a_digit_boundary() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
-    for (i, xid) in (99_995u64..100_005).rev().enumerate() {
+    let boundary = test_support::settled_digit_boundary(&db.pool, 5).await;
+    let stamps = boundary - 5..boundary + 5;
+    for (i, xid) in stamps.clone().rev().enumerate() {
         sqlx::query(
             "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
              VALUES ($1::text::xid8, $2, 1, $3, 'MessageSent', 1, '{}')",
@@ -430,12 +433,12 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
         .await
         .expect("read");
     let xids: Vec<u64> = read.iter().map(|e| e.transaction_id).collect();
-    assert_eq!(xids, (99_995u64..100_005).collect::<Vec<_>>());
+    assert_eq!(xids, stamps.collect::<Vec<_>>());
     let after = store
         .read_all(read[4].cursor(), 100, &LogFilter::default())
         .await
         .expect("read");
-    assert_eq!(after.first().map(|e| e.transaction_id), Some(100_000));
+    assert_eq!(after.first().map(|e| e.transaction_id), Some(boundary));
 }
 
 /// Whole-log reads see only what is below the oldest running transaction of

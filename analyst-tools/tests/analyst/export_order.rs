@@ -184,18 +184,14 @@ async fn resuming_after_every_kth_cursor_yields_exactly_the_rest() {
 }
 
 /// Transaction ids are exported as text; ordering must stay numeric where the
-/// text order differs ("100000" < "99999"). Rows carry explicit ids below the
-/// cluster's current one, so they are settled and visible.
+/// text order differs ("100000" < "99999"). The boundary is a power of ten below
+/// the cluster's own counter, so the stamped rows are settled and visible on a
+/// new cluster (ids near 1,000) as on an old one.
 #[tokio::test]
 async fn commit_order_is_numeric_across_a_digit_boundary() {
     let log = Log::new().await;
-    for (tx, n) in [
-        (100_001u64, 1),
-        (99_999, 2),
-        (100_000, 3),
-        (99_998, 4),
-        (100_010, 5),
-    ] {
+    let p = test_support::settled_digit_boundary(log.pool(), 10).await;
+    for (tx, n) in [(p + 1, 1), (p - 1, 2), (p, 3), (p - 2, 4), (p + 10, 5)] {
         sqlx::query(
             "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, \
              schema_version, data) VALUES ($1::text::xid8, 'digits', $2, $3, 'MemberMuted', 1, '{}')",
@@ -211,15 +207,19 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
         .iter()
         .map(|c| c.split('-').next().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(exported, ["99998", "99999", "100000", "100001", "100010"]);
+    let expected: Vec<String> = [p - 2, p - 1, p, p + 1, p + 10]
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    assert_eq!(exported, expected);
     let until = export_lines(
         log.pool(),
         &EventsArgs {
-            after: Some("99999-0".into()),
-            until: Some("100001-999999".into()),
+            after: Some(format!("{}-0", p - 1)),
+            until: Some(format!("{}-999999", p + 1)),
             ..EventsArgs::default()
         },
     )
     .await;
-    assert_eq!(until.len(), 3, "99999, 100000 and 100001");
+    assert_eq!(until.len(), 3, "p - 1, p and p + 1");
 }

@@ -8,49 +8,7 @@ use chrono::{DateTime, Utc};
 use domain::{ChannelCommand, Event, MessageFacts, Role, StoredEvent};
 use event_store::PgEventStore;
 use sqlx::PgPool;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
-use std::str::FromStr;
-use test_support::TestDb;
-
-/// A database name no one has created; dropped (if created) at the end.
-struct Scratch {
-    name: String,
-    url: String,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let name = format!("chat_test_replay_{}", uuid::Uuid::new_v4().simple());
-        let options = PgConnectOptions::from_str(&test_support::server_url()).expect("server URL");
-        let url = options.database(&name).to_url_lossy().to_string();
-        Scratch { name, url }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(rt) = rt else { return };
-            rt.block_on(async move {
-                let Ok(options) = PgConnectOptions::from_str(&test_support::server_url()) else {
-                    return;
-                };
-                if let Ok(mut conn) = PgConnection::connect_with(&options).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use test_support::{ScratchDb, TestDb};
 
 /// Every row of the read model's tables (checkpoints aside), as sorted JSON.
 async fn dump(pool: &PgPool) -> Vec<(String, String)> {
@@ -176,7 +134,7 @@ async fn replay_at_a_time_equals_the_live_model_built_up_to_it() {
     let t = history(&log).await;
     let live_read = TestDb::new_read_model().await;
     let settings = log.settings(&live_read.url);
-    let target = Scratch::new();
+    let target = ScratchDb::new("chat_test_replay");
 
     let code = analyst_tools::run(
         AnalystCommand::Replay(args(&t.to_rfc3339(), &target.url, false)),

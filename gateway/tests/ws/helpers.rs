@@ -54,7 +54,7 @@ impl Stack {
         let read = TestDb::new_read_model().await;
         let vhost = TestVhost::new();
         let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-        let redis = RedisStore::connect("redis://127.0.0.1:6379", &prefix)
+        let redis = RedisStore::connect(&test_support::redis_url(), &prefix)
             .await
             .expect("redis");
         let commands = Arc::new(

@@ -101,6 +101,7 @@ impl Pipeline {
             "CHAT_DATABASE_URL" => Some(log.clone()),
             "CHAT_READ_DATABASE_URL" => Some(read.clone()),
             "CHAT_AMQP_URL" => Some(amqp.clone()),
+            "CHAT_REDIS_URL" => Some(test_support::redis_url()),
             _ => None,
         })
         .expect("settings")

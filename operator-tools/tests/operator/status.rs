@@ -39,7 +39,7 @@ async fn status_exit_code_follows_the_lag_thresholds() {
     wait_relay(&p).await;
     let instance = format!("test-{}", uuid::Uuid::new_v4());
     let key = format!("gateway:{instance}:sockets");
-    let client = redis::Client::open("redis://127.0.0.1:6379").expect("redis url");
+    let client = redis::Client::open(test_support::redis_url()).expect("redis url");
     let mut redis = client
         .get_multiplexed_async_connection()
         .await

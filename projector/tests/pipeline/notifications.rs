@@ -16,7 +16,7 @@ async fn offline_unmuted_members_are_notified() {
     let mut p = Pipeline::new().await;
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let presence = Presence::new(
-        RedisStore::connect("redis://127.0.0.1:6379", &prefix)
+        RedisStore::connect(&test_support::redis_url(), &prefix)
             .await
             .expect("redis"),
     );

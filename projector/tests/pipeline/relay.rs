@@ -115,17 +115,7 @@ async fn exclusive_postgres_restart_loses_nothing() {
     }
     p.wait_projected().await;
 
-    let cluster = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .expect("a PostgreSQL cluster under /etc/postgresql");
-    let restarted = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &cluster, "main", "restart"])
-        .status()
-        .expect("pg_ctlcluster");
-    assert!(restarted.success());
+    test_support::restart_test_cluster().await;
 
     // Writes right after the restart: the first ones may meet dead pooled connections.
     let mut sent = 0;
