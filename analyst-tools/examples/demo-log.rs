@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
                 correlation_id: uuid::Uuid::now_v7(),
                 expected_version: None,
                 idempotency_key: None,
+                request_fingerprint: None,
             };
             commands
                 .execute(general, Intent::Command(command), &ctx, "any")

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 /// Connects to the event log at `url` for reading.
 pub async fn open_log(url: &str) -> Result<PgPool, AnalystError> {
-    open(url, "event log", 2).await
+    let pool = open(url, "event log", 2).await?;
+    event_store::check_stamps(&pool).await?;
+    Ok(pool)
 }
 
 /// Connects a pool of `max_connections` to `url`; `what` names it in errors.

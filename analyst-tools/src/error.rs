@@ -25,6 +25,9 @@ pub enum AnalystError {
     /// Reading the event log failed.
     #[error("reading the event log failed: {}", sql_text(.0))]
     Log(sqlx::Error),
+    /// The log's stamps come from another cluster (or could not be checked).
+    #[error(transparent)]
+    Stamps(#[from] event_store::ConnectError),
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
     Output(std::io::Error),

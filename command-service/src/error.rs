@@ -54,7 +54,7 @@ impl From<CommandError> for ApiError {
                 ApiError::unprocessable("idempotency_key_reused", e.to_string())
             }
             e @ CommandError::Corrupt { .. } => ApiError::internal(&e),
-            CommandError::Store(e) => ApiError::unavailable(&e),
+            CommandError::Store(e) => ApiError::database(&e),
         }
     }
 }

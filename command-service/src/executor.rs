@@ -31,6 +31,9 @@ pub struct CommandContext {
     pub expected_version: Option<u64>,
     /// Scoped idempotency key (already prefixed with the actor).
     pub idempotency_key: Option<String>,
+    /// What the request asked for, when the key is bound to the request
+    /// (`Idempotency-Key`); a replay with another fingerprint is refused.
+    pub request_fingerprint: Option<String>,
 }
 
 /// A channel command, with message lookups left to the executor so they are
@@ -57,16 +60,18 @@ pub enum Executed {
     },
     /// Nothing to do (already so); the stream is at `version`.
     Unchanged { version: u64 },
-    /// The idempotency key was used before: this is the first result's event.
-    Replayed { first: RecordedEvent },
+    /// The idempotency key was used before: this is the first result's first
+    /// event, and the version that result left the stream at.
+    Replayed { first: RecordedEvent, version: u64 },
 }
 
 impl Executed {
     /// The stream version to answer in `ETag`.
     pub fn version(&self) -> u64 {
         match self {
-            Executed::Appended { version, .. } | Executed::Unchanged { version } => *version,
-            Executed::Replayed { first } => first.stream_version,
+            Executed::Appended { version, .. }
+            | Executed::Unchanged { version }
+            | Executed::Replayed { version, .. } => *version,
         }
     }
 
@@ -75,7 +80,7 @@ impl Executed {
         match self {
             Executed::Appended { events, .. } => events.first(),
             Executed::Unchanged { .. } => None,
-            Executed::Replayed { first } => Some(first),
+            Executed::Replayed { first, .. } => Some(first),
         }
     }
 }
@@ -130,15 +135,18 @@ impl CommandService {
         let stream = channel_stream(channel_id);
         let stripe = self.hasher.hash_one(&stream) as usize % STRIPES;
         let _serialised = self.stripes[stripe].lock().await;
+        // The same request may have been in flight here while this one waited.
+        if let Some(replayed) = self.replay(ctx, expect_type).await? {
+            return Ok(replayed);
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let loaded = self.channels.load(&stream).await?;
             if let (Some(expected), Some(_)) = (ctx.expected_version, &loaded.state)
                 && expected != loaded.version
             {
-                return Err(CommandError::StaleVersion {
-                    expected,
-                    actual: loaded.version,
-                });
+                return self
+                    .stale_unless_replayed(ctx, expect_type, expected, loaded.version)
+                    .await;
             }
             let command = self.resolve(&stream, intent.clone()).await?;
             let events = Channel::decide(loaded.state.as_ref(), ctx.actor, command, &self.policy)?;
@@ -175,7 +183,9 @@ impl CommandService {
                 Err(AppendError::Conflict { .. }) => {
                     let actual = self.store.stream_version(&stream).await?;
                     let expected = ctx.expected_version.unwrap_or_default();
-                    return Err(CommandError::StaleVersion { expected, actual });
+                    return self
+                        .stale_unless_replayed(ctx, expect_type, expected, actual)
+                        .await;
                 }
                 Err(AppendError::DuplicateIdempotencyKey(_)) => {
                     return self
@@ -218,7 +228,8 @@ impl CommandService {
         }
     }
 
-    /// The first result of an idempotency key used before, if it was.
+    /// The first result of an idempotency key used before, if it was. A key
+    /// bound to its request answers only that request (same fingerprint).
     pub(crate) async fn replay(
         &self,
         ctx: &CommandContext,
@@ -227,12 +238,39 @@ impl CommandService {
         let Some(key) = &ctx.idempotency_key else {
             return Ok(None);
         };
-        match self.store.find_by_idempotency_key(key).await? {
-            Some(first) if first.event_type == expect_type => {
-                Ok(Some(Executed::Replayed { first }))
-            }
-            Some(_) => Err(CommandError::KeyReused),
-            None => Ok(None),
+        let Some(first) = self.store.find_by_idempotency_key(key).await? else {
+            return Ok(None);
+        };
+        let stored_fingerprint = first
+            .metadata
+            .get("request_fingerprint")
+            .and_then(|f| f.as_str());
+        let same_request = match (stored_fingerprint, &ctx.request_fingerprint) {
+            (Some(stored), Some(asked)) => stored == asked,
+            (None, None) => true,
+            // Stored before requests were fingerprinted: the type is all there is.
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+        };
+        if first.event_type != expect_type || !same_request {
+            return Err(CommandError::KeyReused);
+        }
+        let version = self.store.version_after_append(&first).await?;
+        Ok(Some(Executed::Replayed { first, version }))
+    }
+
+    /// `If-Match` named an old version: a conflict, unless this very request
+    /// already succeeded (a retry that waited for its first attempt).
+    async fn stale_unless_replayed(
+        &self,
+        ctx: &CommandContext,
+        expect_type: &str,
+        expected: u64,
+        actual: u64,
+    ) -> Result<Executed, CommandError> {
+        match self.replay(ctx, expect_type).await? {
+            Some(replayed) => Ok(replayed),
+            None => Err(CommandError::StaleVersion { expected, actual }),
         }
     }
 
@@ -280,6 +318,9 @@ pub(crate) fn to_new_events(events: &[domain::Event], ctx: &CommandContext) -> V
             });
             if let (0, Some(key)) = (i, &ctx.idempotency_key) {
                 metadata["idempotency_key"] = json!(key);
+                if let Some(fingerprint) = &ctx.request_fingerprint {
+                    metadata["request_fingerprint"] = json!(fingerprint);
+                }
             }
             NewEvent {
                 event_id: Uuid::now_v7(),

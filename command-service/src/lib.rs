@@ -5,10 +5,12 @@
 mod channels;
 mod error;
 mod executor;
+mod idempotency;
 pub mod relay;
 mod routes;
 
 pub use channels::ChannelRepository;
 pub use error::CommandError;
 pub use executor::{CommandContext, CommandService, Executed, Intent};
+pub use idempotency::client_msg_key;
 pub use routes::{ROUTES, configure};

@@ -260,6 +260,9 @@ impl Channel {
                 self.require_open()?;
                 policy.check_type(&message_type)?;
                 policy.check_content(&content)?;
+                if let Some(id) = &client_msg_id {
+                    crate::check_text("client_msg_id", id)?;
+                }
                 Ok(vec![Event::MessageSent(MessageSent {
                     channel_id,
                     message_id,
@@ -536,6 +539,7 @@ fn create(
     kind: ChannelKind,
     max_members: Option<u32>,
 ) -> Result<Vec<Event>, DomainError> {
+    crate::check_name("name", &name)?;
     let name = name.trim().to_owned();
     if name.is_empty() {
         return Err(DomainError::invalid("name", "must not be empty"));

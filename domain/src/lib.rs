@@ -10,6 +10,7 @@ mod event;
 mod ids;
 mod message;
 mod policy;
+mod text;
 mod upcast;
 mod user;
 
@@ -24,5 +25,6 @@ pub use event::{
 pub use ids::{ChannelId, MessageId, UserId, channel_stream, user_stream};
 pub use message::MessageFacts;
 pub use policy::MessagePolicy;
+pub use text::{check_name, check_text};
 pub use upcast::{UpcastError, current_schema_version, upcast};
 pub use user::{RegisterUser, User};

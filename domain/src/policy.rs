@@ -38,6 +38,7 @@ impl MessagePolicy {
 
     /// Checks a message's content.
     pub fn check_content(&self, content: &str) -> Result<(), DomainError> {
+        crate::check_text("content", content)?;
         if content.trim().is_empty() {
             return Err(DomainError::invalid("content", "must not be empty"));
         }

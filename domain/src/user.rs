@@ -46,6 +46,9 @@ impl User {
                 "may contain only letters, digits, '_', '.' and '-'",
             ));
         }
+        if let Some(display_name) = &command.display_name {
+            crate::check_name("display_name", display_name)?;
+        }
         let display_name = command
             .display_name
             .map(|d| d.trim().to_owned())

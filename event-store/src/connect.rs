@@ -24,6 +24,12 @@ pub enum ConnectError {
     Create { name: String, source: sqlx::Error },
     #[error("migrating the event log failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the event log holds transaction ids up to {stored}, ahead of this cluster's {current}: it was copied from another cluster (a logical dump or replication), so its commit order means nothing here; re-stamp it first (operator-tools/README.md, \"Restoring the event log into another cluster\")"
+    )]
+    ForeignStamps { stored: u64, current: u64 },
+    #[error("checking the event log's transaction ids failed: {0}")]
+    Check(sqlx::Error),
 }
 
 /// Connects a pool to the event log at `url`, creating and migrating the database first.
@@ -40,7 +46,31 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectE
         .await
         .map_err(|source| unreachable(&options, source))?;
     migrate(&pool).await?;
+    check_stamps(&pool).await?;
     Ok(pool)
+}
+
+/// Refuses a log whose `transaction_id` stamps lie ahead of this cluster's
+/// counter: they come from another cluster's history, and whole-log readers
+/// would not see them (or would skip new events behind an old checkpoint).
+/// Physical backups and streaming replicas keep the stamps valid.
+pub async fn check_stamps(pool: &PgPool) -> Result<(), ConnectError> {
+    let (stored, current): (Option<String>, String) = sqlx::query_as(
+        "SELECT (SELECT max(transaction_id) FROM events)::text, \
+                pg_snapshot_xmax(pg_current_snapshot())::text",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(ConnectError::Check)?;
+    let parse = |text: &str| {
+        text.parse::<u64>()
+            .map_err(|e| ConnectError::Check(sqlx::Error::Decode(Box::new(e))))
+    };
+    let current = parse(&current)?;
+    match stored.as_deref().map(parse).transpose()? {
+        Some(stored) if stored >= current => Err(ConnectError::ForeignStamps { stored, current }),
+        _ => Ok(()),
+    }
 }
 
 /// Applies the write database's migrations (idempotent; safe to race).

@@ -9,9 +9,11 @@ mod cursor;
 mod error;
 mod model;
 mod store;
+mod wakeup;
 
-pub use connect::{ConnectError, connect, create_database_if_missing, migrate};
+pub use connect::{ConnectError, check_stamps, connect, create_database_if_missing, migrate};
 pub use cursor::{Cursor, CursorParseError};
 pub use error::AppendError;
 pub use model::{ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
 pub use store::{LogFilter, PgEventStore};
+pub use wakeup::CHANNEL as NOTIFY_CHANNEL;

@@ -1,9 +1,11 @@
 //! The Postgres adapter of the event log.
 
+use crate::wakeup::Wakeup;
 use crate::{AppendError, Cursor, ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
 use futures_util::{Stream, TryStreamExt};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every whole-log read selects these columns, with the xid8 as text (sqlx has no xid8 type).
@@ -42,11 +44,15 @@ pub struct LogFilter {
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    wakeup: Arc<Wakeup>,
 }
 
 impl PgEventStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            wakeup: Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -61,7 +67,18 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<Vec<RecordedEvent>, AppendError> {
         let mut conn = self.pool.acquire().await?;
-        self.append_in(&mut conn, stream_id, expected, events).await
+        let appended = self
+            .append_in(&mut conn, stream_id, expected, events)
+            .await?;
+        // Committed (autocommit): wake readers in other processes.
+        self.wakeup.raise(&self.pool);
+        Ok(appended)
+    }
+
+    /// Wakes whole-log readers after the caller committed a transaction in
+    /// which it used [`append_in`](Self::append_in).
+    pub fn committed(&self) {
+        self.wakeup.raise(&self.pool);
     }
 
     /// Appends inside the caller's transaction (make it the transaction's first write).
@@ -187,6 +204,23 @@ impl PgEventStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(decode).transpose()
+    }
+
+    /// The stream version the append that wrote `first` left its stream at
+    /// (an append's events are consecutive versions of one transaction).
+    pub async fn version_after_append(&self, first: &RecordedEvent) -> Result<u64, sqlx::Error> {
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT max(stream_version) FROM ( \
+               SELECT stream_version, transaction_id FROM events \
+               WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT 100 \
+             ) appended WHERE transaction_id = $3::text::xid8",
+        )
+        .bind(&first.stream_id)
+        .bind(first.stream_version as i64)
+        .bind(first.transaction_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version.map_or(first.stream_version, |v| v as u64))
     }
 
     /// Up to `limit` events after `after` in commit order, only those whose

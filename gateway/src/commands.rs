@@ -62,30 +62,30 @@ pub(crate) async fn handle(
             client_msg_id,
             message_type,
         } => {
-            if client_msg_id.is_empty() || client_msg_id.len() > 200 {
-                Some(ServerFrame::error(
-                    "invalid_frame",
-                    "client_msg_id must be 1 to 200 bytes",
-                    id,
-                ))
-            } else {
-                let key = format!("msg:{}:{client_msg_id}", connection.user_id);
-                let command = ChannelCommand::SendMessage {
-                    message_id: MessageId::new(),
-                    content,
-                    message_type: message_type.unwrap_or_else(|| "text".into()),
-                    client_msg_id: Some(client_msg_id.clone()),
-                };
-                let result = execute(
-                    gateway,
-                    connection,
-                    channel_id,
-                    Intent::Command(command),
-                    Some(key),
-                    "MessageSent",
-                )
-                .await;
-                Some(reply_with(result, id, Some(client_msg_id)))
+            match command_service::client_msg_key(
+                connection.user_id.into(),
+                channel_id.into(),
+                &client_msg_id,
+            ) {
+                Err(invalid) => Some(ServerFrame::error("invalid_frame", invalid.to_string(), id)),
+                Ok(key) => {
+                    let command = ChannelCommand::SendMessage {
+                        message_id: MessageId::new(),
+                        content,
+                        message_type: message_type.unwrap_or_else(|| "text".into()),
+                        client_msg_id: Some(client_msg_id.clone()),
+                    };
+                    let result = execute(
+                        gateway,
+                        connection,
+                        channel_id,
+                        Intent::Command(command),
+                        Some(key),
+                        "MessageSent",
+                    )
+                    .await;
+                    Some(reply_with(result, id, Some(client_msg_id)))
+                }
             }
         }
         ClientFrame::Edit {
@@ -265,6 +265,7 @@ async fn execute(
         correlation_id: Uuid::now_v7(),
         expected_version: None,
         idempotency_key,
+        request_fingerprint: None,
     };
     gateway
         .commands

@@ -37,7 +37,7 @@ impl From<QueryError> for ApiError {
             QueryError::NotAnAdmin => ApiError::forbidden("forbidden", message),
             QueryError::InvalidQuery(_) => ApiError::bad_request("invalid_query", message),
             QueryError::InvalidCursor(_) => ApiError::bad_request("invalid_cursor", message),
-            QueryError::ReadDb(_) | QueryError::EventLog(_) => ApiError::unavailable(&err),
+            QueryError::ReadDb(e) | QueryError::EventLog(e) => ApiError::database(&e),
         }
     }
 }

@@ -58,6 +58,21 @@ impl ApiError {
         )
     }
 
+    /// A database failure: 503, unless the database refused the client's text
+    /// (U+0000 in `text` or `jsonb`, SQLSTATE 22021 / 22P05), which is bad
+    /// input that validation should have caught first: then 400, never "retry".
+    pub fn database(cause: &sqlx::Error) -> Self {
+        let refused_text = cause
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "22021" || code == "22P05");
+        if refused_text {
+            tracing::warn!(error = %cause, "text refused by the database got past validation");
+            return Self::bad_request("invalid_body", "text must not contain U+0000");
+        }
+        Self::unavailable(cause)
+    }
+
     /// A bug; logs `cause` and answers 500 without detail.
     pub fn internal(cause: &dyn fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

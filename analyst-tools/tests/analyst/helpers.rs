@@ -126,6 +126,7 @@ pub async fn run_command(
         correlation_id: uuid::Uuid::now_v7(),
         expected_version: None,
         idempotency_key: None,
+        request_fingerprint: None,
     };
     commands
         .execute(channel, Intent::Command(command), &ctx, "any")

@@ -6,12 +6,12 @@ use crate::CommandError;
 use crate::executor::Intent;
 use actix_web::{HttpResponse, web};
 use domain::{ChannelCommand, ChannelId, ChannelKind, DomainError, Role, UserId, user_stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::ApiError;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct CreateChannel {
     name: String,
     kind: ChannelKind,
@@ -28,12 +28,17 @@ pub(super) async fn create(
     let channel_id = ChannelId::new();
     let command = ChannelCommand::Create {
         channel_id,
-        name: body.name,
+        name: body.name.clone(),
         kind: body.kind,
         max_members: body.max_members,
     };
     let executed = cmd
-        .run(channel_id.0, Intent::Command(command), "ChannelCreated")
+        .run(
+            channel_id.0,
+            Intent::Command(command),
+            "ChannelCreated",
+            &body,
+        )
         .await?;
     let channel_id = executed
         .first_event()
@@ -47,7 +52,7 @@ pub(super) async fn create(
         .json(json!({ "channel_id": channel_id })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 pub(super) struct AddMember {
     user_id: Option<Uuid>,
 }
@@ -58,7 +63,8 @@ pub(super) async fn add_member(
     path: web::Path<Uuid>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let target = member_body(&body)?.user_id.filter(|id| *id != cmd.user_id);
+    let body = member_body(&body)?;
+    let target = body.user_id.filter(|id| *id != cmd.user_id);
     let (command, event_type) = match target {
         None => (ChannelCommand::Join, "MemberJoined"),
         Some(user_id) => {
@@ -72,8 +78,13 @@ pub(super) async fn add_member(
         }
     };
     Ok(no_content(
-        &cmd.run(path.into_inner(), Intent::Command(command), event_type)
-            .await?,
+        &cmd.run(
+            path.into_inner(),
+            Intent::Command(command),
+            event_type,
+            &body,
+        )
+        .await?,
     ))
 }
 
@@ -117,12 +128,12 @@ pub(super) async fn remove_member(
         )
     };
     Ok(no_content(
-        &cmd.run(channel_id, Intent::Command(command), event_type)
+        &cmd.run(channel_id, Intent::Command(command), event_type, &())
             .await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct ChangeRole {
     role: Role,
 }
@@ -138,12 +149,17 @@ pub(super) async fn change_role(
         role: body.role,
     };
     Ok(no_content(
-        &cmd.run(channel_id, Intent::Command(command), "MemberRoleChanged")
-            .await?,
+        &cmd.run(
+            channel_id,
+            Intent::Command(command),
+            "MemberRoleChanged",
+            &*body,
+        )
+        .await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct Ban {
     user_id: Uuid,
 }
@@ -158,8 +174,13 @@ pub(super) async fn ban(
         user_id: body.user_id.into(),
     };
     Ok(no_content(
-        &cmd.run(path.into_inner(), Intent::Command(command), "MemberBanned")
-            .await?,
+        &cmd.run(
+            path.into_inner(),
+            Intent::Command(command),
+            "MemberBanned",
+            &*body,
+        )
+        .await?,
     ))
 }
 
@@ -172,7 +193,7 @@ pub(super) async fn unban(
         user_id: target.into(),
     };
     Ok(no_content(
-        &cmd.run(channel_id, Intent::Command(command), "MemberUnbanned")
+        &cmd.run(channel_id, Intent::Command(command), "MemberUnbanned", &())
             .await?,
     ))
 }
@@ -186,12 +207,13 @@ pub(super) async fn archive(
             path.into_inner(),
             Intent::Command(ChannelCommand::Archive),
             "ChannelArchived",
+            &(),
         )
         .await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct Mute {
     muted: bool,
 }
@@ -208,8 +230,13 @@ pub(super) async fn mute(
     };
     let command = ChannelCommand::SetMuted { muted: body.muted };
     Ok(no_content(
-        &cmd.run(path.into_inner(), Intent::Command(command), event_type)
-            .await?,
+        &cmd.run(
+            path.into_inner(),
+            Intent::Command(command),
+            event_type,
+            &*body,
+        )
+        .await?,
     ))
 }
 

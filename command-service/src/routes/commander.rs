@@ -2,9 +2,12 @@
 //! headers turned into a `CommandContext`, and the service to run it on.
 
 use super::context;
+use crate::CommandError;
 use crate::executor::{CommandContext, CommandService, Executed, Intent};
+use crate::idempotency::{client_msg_key, fingerprint};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use serde::Serialize;
 use service_kit::{ApiError, AuthUser, RequestId};
 use std::future::{Ready, ready};
 use uuid::Uuid;
@@ -14,6 +17,10 @@ pub(super) struct Commander {
     service: web::Data<CommandService>,
     pub(super) ctx: CommandContext,
     pub(super) user_id: Uuid,
+    /// Method and path, which an `Idempotency-Key` is bound to with the body.
+    request: (String, String),
+    /// Whether the key names the request (`Idempotency-Key`), not a message.
+    key_binds_request: bool,
 }
 
 impl FromRequest for Commander {
@@ -35,8 +42,10 @@ fn commander(req: &HttpRequest, payload: &mut Payload) -> Result<Commander, ApiE
     let ctx = context(&user, request_id, req.headers())?;
     Ok(Commander {
         service,
+        key_binds_request: ctx.idempotency_key.is_some(),
         ctx,
         user_id: user.user_id,
+        request: (req.method().to_string(), req.path().to_ascii_lowercase()),
     })
 }
 
@@ -45,16 +54,37 @@ impl Commander {
         &self.service
     }
 
-    /// Runs `intent` on `channel_id`; `event_type` is what its first event is.
+    /// Keys the command by the sender's `client_msg_id` in `channel_id`, in
+    /// place of any `Idempotency-Key`: a retry answers the first result.
+    pub(super) fn key_by_client_msg_id(
+        &mut self,
+        channel_id: Uuid,
+        client_msg_id: &str,
+    ) -> Result<(), ApiError> {
+        let key = client_msg_key(self.user_id.into(), channel_id.into(), client_msg_id)
+            .map_err(CommandError::from)?;
+        self.ctx.idempotency_key = Some(key);
+        self.key_binds_request = false;
+        Ok(())
+    }
+
+    /// Runs `intent` on `channel_id`; `event_type` is what its first event is,
+    /// `body` the request's parsed body (`&()` for none).
     pub(super) async fn run(
         &self,
         channel_id: Uuid,
         intent: Intent,
         event_type: &str,
+        body: &impl Serialize,
     ) -> Result<Executed, ApiError> {
+        let mut ctx = self.ctx.clone();
+        if self.key_binds_request {
+            let (method, path) = &self.request;
+            ctx.request_fingerprint = Some(fingerprint(method, path, body));
+        }
         Ok(self
             .service
-            .execute(channel_id.into(), intent, &self.ctx, event_type)
+            .execute(channel_id.into(), intent, &ctx, event_type)
             .await?)
     }
 }

@@ -5,12 +5,12 @@ use super::{no_content, with_etag};
 use crate::executor::Intent;
 use actix_web::{HttpResponse, web};
 use domain::{ChannelCommand, MessageId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::ApiError;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct SendMessage {
     content: String,
     #[serde(rename = "type", default = "text")]
@@ -29,24 +29,19 @@ pub(super) async fn send(
     body: web::Json<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let channel_id = path.into_inner();
     if let Some(id) = &body.client_msg_id {
-        if id.is_empty() || id.len() > 200 {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "client_msg_id must be 1 to 200 bytes",
-            ));
-        }
         // The client's own id dedupes sends across HTTP and WebSocket alike.
-        cmd.ctx.idempotency_key = Some(format!("msg:{}:{id}", cmd.user_id));
+        cmd.key_by_client_msg_id(channel_id, id)?;
     }
     let command = ChannelCommand::SendMessage {
         message_id: MessageId::new(),
-        content: body.content,
-        message_type: body.message_type,
-        client_msg_id: body.client_msg_id,
+        content: body.content.clone(),
+        message_type: body.message_type.clone(),
+        client_msg_id: body.client_msg_id.clone(),
     };
     let executed = cmd
-        .run(path.into_inner(), Intent::Command(command), "MessageSent")
+        .run(channel_id, Intent::Command(command), "MessageSent", &body)
         .await?;
     let data = executed
         .first_event()
@@ -56,7 +51,7 @@ pub(super) async fn send(
         .json(json!({ "message_id": data.get("message_id"), "seq": data.get("seq") })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct EditMessage {
     content: String,
 }
@@ -67,11 +62,12 @@ pub(super) async fn edit(
     body: web::Json<EditMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let (channel_id, message_id) = path.into_inner();
+    let body = body.into_inner();
     let intent = Intent::Edit {
         message_id: message_id.into(),
-        content: body.into_inner().content,
+        content: body.content.clone(),
     };
-    let executed = cmd.run(channel_id, intent, "MessageEdited").await?;
+    let executed = cmd.run(channel_id, intent, "MessageEdited", &body).await?;
     let data = executed
         .first_event()
         .map(|e| e.data.clone())
@@ -92,12 +88,13 @@ pub(super) async fn delete(
                 message_id: message_id.into(),
             },
             "MessageDeleted",
+            &(),
         )
         .await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub(super) struct MarkRead {
     seq: u64,
 }
@@ -109,7 +106,12 @@ pub(super) async fn mark_read(
 ) -> Result<HttpResponse, ApiError> {
     let command = ChannelCommand::MarkRead { seq: body.seq };
     Ok(no_content(
-        &cmd.run(path.into_inner(), Intent::Command(command), "ReadUpTo")
-            .await?,
+        &cmd.run(
+            path.into_inner(),
+            Intent::Command(command),
+            "ReadUpTo",
+            &*body,
+        )
+        .await?,
     ))
 }

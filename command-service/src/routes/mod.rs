@@ -7,6 +7,7 @@ mod messages;
 mod users;
 
 use crate::executor::{CommandContext, Executed};
+use crate::idempotency::{MAX_KEY_BYTES, header_key};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use service_kit::{ApiError, AuthUser, RequestId};
@@ -87,7 +88,8 @@ fn context(
         correlation_id: request_id.0,
         expected_version: if_match(headers)?,
         idempotency_key: idempotency_header(headers)?
-            .map(|key| format!("hdr:{}:{key}", user.user_id)),
+            .map(|key| header_key(user.user_id.into(), &key)),
+        request_fingerprint: None,
     })
 }
 
@@ -110,13 +112,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     text.parse().map(Some).map_err(|_| invalid())
 }
 
-/// The `Idempotency-Key` header: 1–200 visible ASCII characters.
+/// The `Idempotency-Key` header: 1–200 visible ASCII characters (so never U+0000).
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(key)
+            if (1..=MAX_KEY_BYTES).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(Some(key.to_owned()))
         }
         _ => Err(ApiError::bad_request(

@@ -41,7 +41,7 @@ pub(super) async fn register(
             .and_then(|k| k.to_str().ok())
             .map(|k| format!("reg:{}:{k}", body.username.to_lowercase())),
     );
-    if let Some(Executed::Replayed { first }) = service.replay(&ctx, "UserRegistered").await? {
+    if let Some(Executed::Replayed { first, .. }) = service.replay(&ctx, "UserRegistered").await? {
         return Ok(HttpResponse::Created().json(json!({ "user_id": first.data.get("user_id") })));
     }
     let events = User::decide(
@@ -79,7 +79,7 @@ pub(super) async fn register(
         Err(AppendError::DuplicateIdempotencyKey(_)) => {
             drop(tx);
             return match service.replay(&ctx, "UserRegistered").await? {
-                Some(Executed::Replayed { first }) => {
+                Some(Executed::Replayed { first, .. }) => {
                     Ok(HttpResponse::Created()
                         .json(json!({ "user_id": first.data.get("user_id") })))
                 }

@@ -54,6 +54,7 @@ async fn two_instances_racing_on_one_channel_lose_nothing() {
             correlation_id: uuid::Uuid::new_v4(),
             expected_version: None,
             idempotency_key: None,
+            request_fingerprint: None,
         };
         let command = ChannelCommand::SendMessage {
             message_id: MessageId::new(),

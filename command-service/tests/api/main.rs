@@ -5,4 +5,6 @@ mod helpers;
 mod auth_and_input;
 mod channels;
 mod concurrency;
+mod idempotency;
 mod messages;
+mod text_input;

@@ -260,6 +260,7 @@ async fn long_channels_load_from_a_snapshot() {
         correlation_id: uuid::Uuid::new_v4(),
         expected_version: None,
         idempotency_key: None,
+        request_fingerprint: None,
     };
     let command = domain::ChannelCommand::SendMessage {
         message_id: domain::MessageId::new(),

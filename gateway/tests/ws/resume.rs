@@ -23,6 +23,7 @@ async fn reconnecting_with_after_seq_misses_nothing_and_repeats_nothing() {
                     correlation_id: uuid::Uuid::now_v7(),
                     expected_version: None,
                     idempotency_key: None,
+                    request_fingerprint: None,
                 };
                 let command = domain::ChannelCommand::SendMessage {
                     message_id: domain::MessageId::new(),

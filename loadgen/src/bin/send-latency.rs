@@ -64,6 +64,7 @@ async fn timed_send(
         correlation_id: Uuid::now_v7(),
         expected_version: None,
         idempotency_key: None,
+        request_fingerprint: None,
     };
     let command = ChannelCommand::SendMessage {
         message_id: MessageId::new(),

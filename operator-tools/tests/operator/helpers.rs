@@ -127,6 +127,7 @@ impl Pipeline {
             correlation_id: uuid::Uuid::now_v7(),
             expected_version: None,
             idempotency_key: None,
+            request_fingerprint: None,
         };
         self.commands
             .execute(channel, intent, &ctx, "any")

@@ -100,6 +100,7 @@ impl Pipeline {
             correlation_id: uuid::Uuid::now_v7(),
             expected_version: None,
             idempotency_key: None,
+            request_fingerprint: None,
         };
         self.commands
             .execute(channel, Intent::Command(command), &ctx, "any")

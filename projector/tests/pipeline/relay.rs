@@ -130,6 +130,7 @@ async fn exclusive_postgres_restart_loses_nothing() {
             correlation_id: uuid::Uuid::now_v7(),
             expected_version: None,
             idempotency_key: None,
+            request_fingerprint: None,
         };
         let command = domain::ChannelCommand::SendMessage {
             message_id: domain::MessageId::new(),

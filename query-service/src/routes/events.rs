@@ -28,6 +28,11 @@ pub(super) async fn export(
         return Err(QueryError::NotAnAdmin.into());
     }
     let query = query.into_inner();
+    for (name, value) in [("stream", &query.stream), ("type", &query.types)] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(QueryError::InvalidQuery(format!("{name} must not contain U+0000")).into());
+        }
+    }
     let after = match query
         .after
         .as_deref()
