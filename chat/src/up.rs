@@ -90,8 +90,23 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     ));
     let gateway = web::Data::new(gateway);
     let max_body = settings.max_body_bytes;
+    let known_routes = match role {
+        Role::Everything => service_kit::KnownRoutes::new(&[
+            service_kit::METRICS_ROUTES,
+            service_kit::HEALTH_ROUTES,
+            gateway::ROUTES,
+            command_service::ROUTES,
+            query_service::ROUTES,
+        ]),
+        Role::GatewayOnly => service_kit::KnownRoutes::new(&[
+            service_kit::METRICS_ROUTES,
+            service_kit::HEALTH_ROUTES,
+            gateway::ROUTES,
+        ]),
+    };
     let server = HttpServer::new(move || {
         let app = App::new()
+            .default_service(known_routes.default_service())
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(jwt.clone())
             .app_data(commands.clone())

@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
-/// The longest `client_msg_id` or `Idempotency-Key`, in bytes.
-pub const MAX_KEY_BYTES: usize = 200;
+/// The longest `client_msg_id` (in characters) or `Idempotency-Key` (ASCII).
+pub const MAX_KEY_CHARS: usize = 200;
 
 /// The stored key of a send with `client_msg_id` from `sender` in `channel`.
 pub fn client_msg_key(
@@ -21,10 +21,10 @@ pub fn client_msg_key(
     channel: ChannelId,
     client_msg_id: &str,
 ) -> Result<String, DomainError> {
-    if client_msg_id.is_empty() || client_msg_id.len() > MAX_KEY_BYTES {
+    if client_msg_id.is_empty() || client_msg_id.chars().count() > MAX_KEY_CHARS {
         return Err(DomainError::Invalid {
             field: "client_msg_id",
-            reason: format!("must be 1 to {MAX_KEY_BYTES} bytes"),
+            reason: format!("must be 1 to {MAX_KEY_CHARS} characters"),
         });
     }
     domain::check_text("client_msg_id", client_msg_id)?;
@@ -75,9 +75,9 @@ mod tests {
     fn a_client_msg_id_must_be_short_visible_text() {
         let (u, c) = (UserId::new(), ChannelId::new());
         assert!(client_msg_key(u, c, "").is_err());
-        assert!(client_msg_key(u, c, &"x".repeat(MAX_KEY_BYTES + 1)).is_err());
+        assert!(client_msg_key(u, c, &"x".repeat(MAX_KEY_CHARS + 1)).is_err());
         assert!(client_msg_key(u, c, "a\0b").is_err());
-        assert!(client_msg_key(u, c, &"x".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(client_msg_key(u, c, &"é".repeat(MAX_KEY_CHARS)).is_ok());
     }
 
     #[test]

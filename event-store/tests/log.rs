@@ -459,3 +459,112 @@ async fn read_when_visible(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Readers in other processes are woken after an append commits, by a
+/// notification sent outside the append's transaction; a refused append (a
+/// stale expected version) wakes nobody.
+#[tokio::test]
+async fn committed_appends_wake_listeners_and_refused_ones_do_not() {
+    let db = TestDb::new_event_log().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(event_store::NOTIFY_CHANNEL)
+        .await
+        .expect("listen");
+
+    store
+        .append("s", ExpectedVersion::NoStream, &[event(1)])
+        .await
+        .expect("append");
+    tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a committed append wakes listeners")
+        .expect("notification");
+
+    let refused = store
+        .append("s", ExpectedVersion::Exact(7), &[event(2)])
+        .await;
+    assert!(
+        matches!(refused, Err(AppendError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let woken = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(woken.is_err(), "a refused append sent {woken:?}");
+}
+
+/// An append's own transaction sends no notification: PostgreSQL would hold
+/// a cluster-wide lock from its pre-commit until its commit record is flushed,
+/// serialising every append's commit.
+#[tokio::test]
+async fn an_append_inside_a_transaction_notifies_nobody_by_itself() {
+    let db = TestDb::new_event_log().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(event_store::NOTIFY_CHANNEL)
+        .await
+        .expect("listen");
+    let mut tx = db.pool.begin().await.expect("begin");
+    store
+        .append_in(&mut tx, "s", ExpectedVersion::NoStream, &[event(1)])
+        .await
+        .expect("append");
+    tx.commit().await.expect("commit");
+    let woken = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        woken.is_err(),
+        "the append's transaction notified: {woken:?}"
+    );
+    store.committed();
+    tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("committed() wakes listeners")
+        .expect("notification");
+}
+
+/// Stamps ahead of the cluster's transaction counter come from another
+/// cluster's history (a logical restore): opening the log refuses, saying how
+/// to re-stamp, instead of serving a log whose order means nothing here.
+#[tokio::test]
+async fn a_log_stamped_by_another_cluster_is_refused_at_start() {
+    let db = TestDb::new_event_log().await;
+    event_store::connect(&db.url, 2)
+        .await
+        .expect("a log of this cluster opens");
+    let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&db.pool)
+        .await
+        .expect("xid");
+    let foreign = current.parse::<u64>().expect("xid") + 1_000_000;
+    sqlx::query(
+        "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
+         VALUES ($1::text::xid8, 'restored', 1, $2, 'MessageSent', 1, '{}')",
+    )
+    .bind(foreign.to_string())
+    .bind(Uuid::new_v4())
+    .execute(&db.pool)
+    .await
+    .expect("insert");
+    let refused = event_store::connect(&db.url, 2)
+        .await
+        .expect_err("a foreign log is refused");
+    assert!(
+        matches!(refused, event_store::ConnectError::ForeignStamps { stored, .. } if stored == foreign),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("re-stamp"), "{refused}");
+
+    // The documented re-stamp makes it usable, its order kept by position.
+    sqlx::query("UPDATE events SET transaction_id = '1'::xid8")
+        .execute(&db.pool)
+        .await
+        .expect("re-stamp");
+    event_store::connect(&db.url, 2)
+        .await
+        .expect("a re-stamped log opens");
+}

@@ -98,6 +98,9 @@ impl Gateway {
 }
 
 /// Mounts `GET /ws`.
+/// Every route this crate mounts, as (method, path pattern).
+pub const ROUTES: &[(&str, &str)] = &[("GET", "/ws")];
+
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.route("/ws", actix_web::web::get().to(upgrade::websocket));
 }

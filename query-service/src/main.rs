@@ -21,8 +21,11 @@ async fn main() -> anyhow::Result<()> {
     let jwt = web::Data::new(jwt);
     let max_body = settings.max_body_bytes;
     tracing::info!(addr = %settings.http_addr, "query-service listening");
+    let known_routes =
+        service_kit::KnownRoutes::new(&[service_kit::METRICS_ROUTES, query_service::ROUTES]);
     HttpServer::new(move || {
         App::new()
+            .default_service(known_routes.default_service())
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service.clone())
             .app_data(jwt.clone())

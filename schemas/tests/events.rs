@@ -415,7 +415,7 @@ impl Default for Texts {
             usernames: ["ann", "bob", "cyd", "dee", "eve"].map(String::from),
             display_name: Some("Ann Ängström".into()),
             first: "hello, world".into(),
-            second: "안녕하세요 — \"quoted\"\n\ttabbed \u{0}".into(),
+            second: "안녕하세요 — \"quoted\"\n\ttabbed \u{7}".into(),
             edited: "hello, edited world".into(),
             client_msg_id: Some("c-1".into()),
         }
@@ -558,11 +558,12 @@ fn private_channel_without_limit_and_message_without_client_id_validate() {
 // Property test: random names and content
 // ---------------------------------------------------------------------------
 
-/// Unicode strings of 1..=max characters that are not blank after trimming.
+/// Unicode strings of 1..=max characters that are not blank after trimming
+/// and hold no U+0000 (which every text field refuses).
 fn text(max: usize) -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::collection::vec(any::<char>(), 1..=max)
-            .prop_map(|c| c.into_iter().collect::<String>()),
+            .prop_map(|c| c.into_iter().filter(|c| *c != '\0').collect::<String>()),
         "\\PC{1,40}",
     ]
     .prop_filter("not blank", move |s: &String| {
@@ -570,17 +571,27 @@ fn text(max: usize) -> impl Strategy<Value = String> {
     })
 }
 
+/// A name: like `text`, without control characters.
+fn name(max: usize) -> impl Strategy<Value = String> {
+    text(max)
+        .prop_map(|s| s.chars().filter(|c| !c.is_control()).collect::<String>())
+        .prop_filter("not blank", |s: &String| !s.trim().is_empty())
+}
+
 fn texts() -> impl Strategy<Value = Texts> {
     (
         (
-            text(100),
+            name(100),
             prop_oneof![Just(ChannelKind::Public), Just(ChannelKind::Private)],
             proptest::option::of(1u32..=100_000),
         ),
         proptest::array::uniform5("[A-Za-z0-9_.-]{3,32}"),
         proptest::option::of("\\PC{0,64}"),
         (text(4000), text(4000), text(4000)),
-        (proptest::option::of(any::<String>()), proptest::bool::ANY),
+        (
+            proptest::option::of(any::<String>().prop_map(|s| s.replace('\0', ""))),
+            proptest::bool::ANY,
+        ),
     )
         .prop_map(
             |(

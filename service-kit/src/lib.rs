@@ -4,13 +4,16 @@
 
 mod error;
 mod extract;
+mod fallback;
 mod health;
+pub mod integer;
 mod metrics_endpoint;
 mod settings;
 mod telemetry;
 
 pub use error::ApiError;
 pub use extract::{AuthUser, RequestId, configure_extractors};
+pub use fallback::{HEALTH_ROUTES, KnownRoutes, METRICS_ROUTES};
 pub use health::{Check, Readiness, health_routes};
 pub use metrics_endpoint::{install_metrics, metric_families, metrics_route};
 pub use settings::{JwtSettingsError, LogFormat, Settings, SettingsError};

@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub(super) struct CreateChannel {
     name: String,
     kind: ChannelKind,
+    #[serde(default, deserialize_with = "service_kit::integer::optional_u32")]
     max_members: Option<u32>,
 }
 

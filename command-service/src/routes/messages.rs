@@ -96,6 +96,7 @@ pub(super) async fn delete(
 
 #[derive(Deserialize, Serialize)]
 pub(super) struct MarkRead {
+    #[serde(deserialize_with = "service_kit::integer::u64")]
     seq: u64,
 }
 

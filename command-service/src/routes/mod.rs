@@ -7,7 +7,7 @@ mod messages;
 mod users;
 
 use crate::executor::{CommandContext, Executed};
-use crate::idempotency::{MAX_KEY_BYTES, header_key};
+use crate::idempotency::{MAX_KEY_CHARS, header_key};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use service_kit::{ApiError, AuthUser, RequestId};
@@ -119,7 +119,7 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     match value.to_str() {
         Ok(key)
-            if (1..=MAX_KEY_BYTES).contains(&key.len())
+            if (1..=MAX_KEY_CHARS).contains(&key.len())
                 && key.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             Ok(Some(key.to_owned()))

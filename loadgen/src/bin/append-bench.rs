@@ -3,10 +3,17 @@
 //! with the same columns and indexes, measured in the same run.
 //!
 //! `cargo run --release -p loadgen --bin append-bench [-- SECONDS_PER_CELL]`
+//!
+//! With a second argument, `COMMIT_DELAY_US`, every connection waits that long
+//! before flushing its commit (`commit_delay`, `commit_siblings = 0`: a slow
+//! disk, as networked storage has), and the table compares appends with the
+//! old `NOTIFY` trigger inside the append's transaction against today's
+//! appends (notification sent outside it), beside the raw `INSERT`.
 
 use event_store::{AppendError, ExpectedVersion, NewEvent, PgEventStore};
 use serde_json::json;
 use sqlx::PgPool;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,13 +25,18 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let commit_delay_us: Option<u32> = std::env::args().nth(2).and_then(|s| s.parse().ok());
     let url = loadgen::fresh_database("chat_bench_append").await?;
     let pool = event_store::connect(&url, 70).await?;
     sqlx::raw_sql("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
         .execute(&pool)
         .await?;
-    let store = PgEventStore::new(pool.clone());
     let window = Duration::from_secs(seconds);
+    if let Some(delay) = commit_delay_us {
+        pool.close().await;
+        return slow_commit_table(&url, delay, window).await;
+    }
+    let store = PgEventStore::new(pool.clone());
 
     println!(
         "| writers | raw INSERT (rows/s) | append, own stream (events/s) | vs raw | one hot stream, optimistic `Any` (events/s) | its conflicts | one hot stream, serialised in process like the command service (events/s) |"
@@ -53,6 +65,47 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Appends to own streams with and without a `NOTIFY` in the append's
+/// transaction, every commit delayed by `delay_us`.
+async fn slow_commit_table(url: &str, delay_us: u32, window: Duration) -> anyhow::Result<()> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?.options([
+        ("commit_delay", delay_us.to_string()),
+        ("commit_siblings", "0".to_owned()),
+    ]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(70)
+        .connect_with(options)
+        .await?;
+    let store = PgEventStore::new(pool.clone());
+    println!(
+        "| writers | raw INSERT (rows/s) | append, NOTIFY in its transaction (before) | append, NOTIFY after commit (now) | now vs raw |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for writers in [1usize, 8, 64] {
+        let raw = run(writers, window, |w| raw_insert(pool.clone(), w)).await;
+        sqlx::raw_sql(OLD_NOTIFY_TRIGGER).execute(&pool).await?;
+        let before = run(writers, window, |w| append_own(store.clone(), w)).await;
+        sqlx::raw_sql("DROP TRIGGER events_appended ON events")
+            .execute(&pool)
+            .await?;
+        let now = run(writers, window, |w| append_own(store.clone(), w)).await;
+        println!(
+            "| {writers} | {raw:.0} | {before:.0} | {now:.0} | {:.0}% |",
+            now / raw * 100.0
+        );
+        eprintln!("  done: {writers} writers");
+    }
+    Ok(())
+}
+
+/// The trigger the log had until the fix: a statement-level `NOTIFY` inside
+/// every append's transaction.
+const OLD_NOTIFY_TRIGGER: &str = "
+CREATE OR REPLACE FUNCTION notify_events_appended() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('chat_events', ''); RETURN NULL; END $$;
+CREATE TRIGGER events_appended AFTER INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_events_appended();";
 
 /// Runs `writers` copies of a loop for `window`; returns operations per second.
 async fn run<F, Fut>(writers: usize, window: Duration, make: impl Fn(usize) -> F) -> f64
