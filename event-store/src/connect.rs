@@ -55,13 +55,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectE
 /// would not see them (or would skip new events behind an old checkpoint).
 /// Physical backups and streaming replicas keep the stamps valid.
 pub async fn check_stamps(pool: &PgPool) -> Result<(), ConnectError> {
-    let (stored, current): (Option<String>, String) = sqlx::query_as(
+    let stamps: Result<(Option<String>, String), _> = sqlx::query_as(
         "SELECT (SELECT max(transaction_id) FROM events)::text, \
                 pg_snapshot_xmax(pg_current_snapshot())::text",
     )
     .fetch_one(pool)
-    .await
-    .map_err(ConnectError::Check)?;
+    .await;
+    let (stored, current) = match stamps {
+        Ok(stamps) => stamps,
+        // No `events` table: nothing is stamped (a database without a log yet).
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+            return Ok(());
+        }
+        Err(e) => return Err(ConnectError::Check(e)),
+    };
     let parse = |text: &str| {
         text.parse::<u64>()
             .map_err(|e| ConnectError::Check(sqlx::Error::Decode(Box::new(e))))
