@@ -2,12 +2,14 @@
 //! decide them against current aggregate state and append the resulting
 //! events to the log with an expected version.
 
+mod auth_gate;
 mod channels;
 mod error;
 mod executor;
 pub mod relay;
 mod routes;
 
+pub use auth_gate::AuthGate;
 pub use channels::ChannelRepository;
 pub use error::CommandError;
 pub use executor::{CommandContext, CommandService, Executed, Intent};
