@@ -46,6 +46,10 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let commands = Arc::new(
         CommandService::new(PgEventStore::new(log.clone()), policy).with_rate_limiter(limiter),
     );
+    let auth_gate = web::Data::new(command_service::AuthGate::for_server(
+        redis.clone(),
+        settings.auth_attempts_per_min,
+    )?);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
 
     let mut workers = Vec::new();
@@ -117,6 +121,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             .configure(gateway::configure);
         if role == Role::Everything {
             app.app_data(queries.clone())
+                .app_data(auth_gate.clone())
                 .configure(command_service::configure)
                 .configure(query_service::configure)
         } else {

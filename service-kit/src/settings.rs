@@ -33,6 +33,8 @@ pub struct Settings {
     pub banned_words: Vec<String>,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Registrations and logins per minute per username and per client address.
+    pub auth_attempts_per_min: u32,
 }
 
 /// A setting that is present but unusable.
@@ -140,6 +142,7 @@ impl Settings {
             banned_words: list("CHAT_BANNED_WORDS"),
             max_body_bytes: number(&lookup, "CHAT_MAX_BODY_BYTES", 64 * 1024)?,
             log_format,
+            auth_attempts_per_min: number(&lookup, "CHAT_AUTH_ATTEMPTS_PER_MIN", 30)?,
         })
     }
 }
@@ -159,6 +162,21 @@ mod tests {
             (20, 100, 4000)
         );
         assert!(s.jwt_secret.is_none());
+        assert_eq!(s.auth_attempts_per_min, 30);
+    }
+
+    #[test]
+    fn the_auth_throttle_is_configurable() {
+        let s = Settings::from_lookup(|k| {
+            (k == "CHAT_AUTH_ATTEMPTS_PER_MIN").then(|| "120".to_string())
+        })
+        .expect("valid");
+        assert_eq!(s.auth_attempts_per_min, 120);
+        let err = Settings::from_lookup(|k| {
+            (k == "CHAT_AUTH_ATTEMPTS_PER_MIN").then(|| "many".to_string())
+        })
+        .expect_err("invalid");
+        assert_eq!(err.name, "CHAT_AUTH_ATTEMPTS_PER_MIN");
     }
 
     #[test]
