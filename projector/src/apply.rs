@@ -284,6 +284,16 @@ async fn write(
             .bind(role)
             .execute(&mut *tx)
             .await?;
+            if e.role == domain::Role::Owner {
+                // Ownership is transferred (the old owner's step-down is its own event).
+                sqlx::query(sql(format!(
+                    "UPDATE {s}.channels SET owner_id = $2 WHERE channel_id = $1"
+                )))
+                .bind(e.channel_id.0)
+                .bind(e.user_id.0)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         Event::ChannelArchived(e) => {
             sqlx::query(sql(format!(
