@@ -155,6 +155,34 @@ impl PgEventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// At most `limit` events of the stream with `after_version < version <
+    /// before_version`, in version order: both bounds and the limit are in the
+    /// SQL, so a reader of a gap pages through exactly the gap, never the rest
+    /// of a long stream. Page on with the last version returned as `after_version`.
+    pub async fn read_stream_range(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        before_version: u64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        if before_version <= after_version.saturating_add(1) || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 AND stream_version < $3 \
+             ORDER BY stream_version LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(to_i64(after_version))
+            .bind(to_i64(before_version))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// The events of one message (sent, edited, deleted) in a stream, in version order.
     pub async fn read_message_events(
         &self,

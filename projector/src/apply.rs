@@ -133,39 +133,47 @@ pub async fn apply_batch(
     Ok(outcomes)
 }
 
-/// The events of `recorded`'s stream between `applied` and it, from the log.
+/// Most events read from the log in one statement while healing.
+pub const HEAL_PAGE: i64 = 500;
+
+/// The events of `recorded`'s stream between `applied` and it, from the log:
+/// exactly the gap (bounded in SQL on both sides), read a page at a time.
 async fn missing_before(
     log: &PgEventStore,
     recorded: &RecordedEvent,
     applied: u64,
 ) -> Result<Vec<(RecordedEvent, Event)>, ApplyError> {
-    let missing = log
-        .read_stream(&recorded.stream_id, applied)
-        .await
-        .map_err(ApplyError::Log)?;
-    let missing: Vec<_> = missing
-        .into_iter()
-        .filter(|e| e.stream_version < recorded.stream_version)
-        .collect();
-    let contiguous = missing
-        .iter()
-        .enumerate()
-        .all(|(i, e)| e.stream_version == applied + 1 + i as u64);
-    if !contiguous || missing.len() as u64 != recorded.stream_version - applied - 1 {
-        return Err(ApplyError::Unhealable {
-            stream: recorded.stream_id.clone(),
-            from: applied + 1,
-            to: recorded.stream_version,
-        });
-    }
-    missing
-        .into_iter()
-        .map(|healed| {
+    let unhealable = || ApplyError::Unhealable {
+        stream: recorded.stream_id.clone(),
+        from: applied + 1,
+        to: recorded.stream_version,
+    };
+    let mut missing = Vec::new();
+    let mut next = applied;
+    while next + 1 < recorded.stream_version {
+        let page = log
+            .read_stream_range(
+                &recorded.stream_id,
+                next,
+                recorded.stream_version,
+                HEAL_PAGE,
+            )
+            .await
+            .map_err(ApplyError::Log)?;
+        if page.is_empty() {
+            return Err(unhealable());
+        }
+        for healed in page {
+            if healed.stream_version != next + 1 {
+                return Err(unhealable());
+            }
+            next = healed.stream_version;
             let event =
                 decode_recorded(&healed).map_err(|e| ApplyError::Corrupt(healed.event_id, e))?;
-            Ok((healed, event))
-        })
-        .collect()
+            missing.push((healed, event));
+        }
+    }
+    Ok(missing)
 }
 
 fn change(event: RecordedEvent, decoded: &Event) -> AppliedChange {

@@ -222,6 +222,11 @@ impl Projector {
         &self,
         good: &[(Delivery, RecordedEvent, Event)],
     ) -> Result<Vec<AppliedChange>, (Option<usize>, ApplyError)> {
+        // Long gaps are read from the log and applied before the batch's
+        // transaction opens, so it never sits idle during a log read.
+        let records: Vec<&RecordedEvent> = good.iter().map(|(_, r, _)| r).collect();
+        let mut changes =
+            crate::heal::heal_ahead(&self.read, read_model::LIVE_SCHEMA, &self.log, &records).await;
         let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
         for (_, recorded, _) in good {
             let correlation_id = recorded
@@ -245,8 +250,7 @@ impl Projector {
                 e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
                 e => (None, e),
             })?;
-        let mut changes = Vec::new();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
+        let (mut applied, mut duplicates) = (changes.len() as u64, 0u64);
         for outcome in outcomes {
             match outcome {
                 Outcome::Applied { changes: c, .. } => {

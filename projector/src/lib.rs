@@ -6,6 +6,7 @@
 mod apply;
 mod consume;
 mod decode;
+mod heal;
 mod validate;
 
 pub use apply::{AppliedChange, ApplyError, Outcome, apply_batch, apply_event};

@@ -5,6 +5,7 @@ mod helpers;
 
 mod delivery_faults;
 mod fold_equivalence;
+mod healing;
 mod notifications;
 mod poison;
 mod relay;
