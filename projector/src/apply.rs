@@ -77,6 +77,17 @@ pub async fn apply_batch(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // A stream seen for the first time has no row to lock: make one (version
+    // 0) first, so an overlapping transaction on the same new stream waits
+    // for this one instead of applying the same events beside it.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {s}.stream_positions (stream_id, version) SELECT unnest($1::text[]), 0 \
+         ON CONFLICT (stream_id) DO NOTHING"
+    )))
+    .bind(&streams)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| (None, e.into()))?;
     let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT stream_id, version FROM {s}.stream_positions WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE"
     )))
@@ -122,7 +133,7 @@ pub async fn apply_batch(
         let (ids, versions): (Vec<String>, Vec<i64>) = moved.into_iter().unzip();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {s}.stream_positions (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+             ON CONFLICT (stream_id) DO UPDATE SET version = greatest({s}.stream_positions.version, excluded.version)"
         )))
         .bind(&ids)
         .bind(&versions)

@@ -31,7 +31,7 @@ pub async fn write_page(
             .unzip();
         sqlx::query(sql(format!(
             "INSERT INTO {s}.stream_positions (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+             ON CONFLICT (stream_id) DO UPDATE SET version = greatest({s}.stream_positions.version, excluded.version)"
         )))
         .bind(ids)
         .bind(versions)

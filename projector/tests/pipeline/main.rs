@@ -8,4 +8,5 @@ mod fold_equivalence;
 mod healing;
 mod notifications;
 mod poison;
+mod positions;
 mod relay;
