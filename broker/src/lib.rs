@@ -8,7 +8,7 @@ pub use lapin;
 pub use routing::{event_category, routing_key};
 pub use topology::{
     DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
-    PROJECTOR_QUEUE, declare_events, declare_projections,
+    PROJECTOR_BINDINGS, PROJECTOR_QUEUE, declare_events, declare_projections, projector_takes,
 };
 
 use lapin::{Connection, ConnectionProperties};

@@ -18,6 +18,21 @@ pub const DEAD_LETTER_QUEUE: &str = "projector.dlq";
 /// Deliveries of one message before the queue dead-letters it (crash loops).
 const DELIVERY_LIMIT: i64 = 5;
 
+/// The routing keys `projector.events` is bound with on `chat.exchange`.
+pub const PROJECTOR_BINDINGS: [&str; 2] = ["chat.channel.#", "chat.user.*.account"];
+
+/// Whether an event published with `routing_key` belongs in the projector's
+/// queue (the topic match of `PROJECTOR_BINDINGS`): such an event coming back
+/// unroutable means the queue is missing, not that nobody wants it.
+pub fn projector_takes(routing_key: &str) -> bool {
+    let words: Vec<&str> = routing_key.split('.').collect();
+    match words.as_slice() {
+        ["chat", "channel", _, ..] => true,
+        ["chat", "user", _, "account"] => true,
+        _ => false,
+    }
+}
+
 /// Declares `chat.exchange`, the projector's quorum queue with its bindings, and
 /// the dead-letter path, so no event is ever published with no queue behind it.
 pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
@@ -56,7 +71,7 @@ pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
     channel
         .queue_declare(PROJECTOR_QUEUE.into(), durable_queue(), arguments)
         .await?;
-    for key in ["chat.channel.#", "chat.user.*.account"] {
+    for key in PROJECTOR_BINDINGS {
         channel
             .queue_bind(
                 PROJECTOR_QUEUE.into(),
@@ -97,5 +112,21 @@ fn durable_queue() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::projector_takes;
+
+    #[test]
+    fn the_projector_takes_what_its_bindings_match() {
+        assert!(projector_takes("chat.channel.abc.message"));
+        assert!(projector_takes("chat.channel.abc"));
+        assert!(projector_takes("chat.user.abc.account"));
+        assert!(!projector_takes("chat.user.abc.notification"));
+        assert!(!projector_takes("chat.user.abc.other"));
+        assert!(!projector_takes("chat.channel"));
+        assert!(!projector_takes("chat.s-1.other"));
     }
 }

@@ -47,6 +47,10 @@ enum RelayError {
     Amqp(#[from] broker::lapin::Error),
     #[error("RabbitMQ refused to confirm event {0}")]
     Nacked(uuid::Uuid),
+    #[error(
+        "no queue took event {0} (is the projector's queue gone?); declaring the topology again"
+    )]
+    Unroutable(uuid::Uuid),
     #[error("encoding an event: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("lost the relay lock")]
