@@ -256,6 +256,45 @@ impl PgEventStore {
             .and_then(|row| std::future::ready(decode(&row)))
     }
 
+    /// When the oldest event after `after` in commit order was recorded,
+    /// counting events that whole-log readers cannot see yet (held back by an
+    /// open transaction): a reader standing at `after` lags by `now -` this.
+    /// Looks at the next 1000 events in commit order only, so it costs one
+    /// short index range scan however far behind the reader is.
+    pub async fn oldest_recorded_after(
+        &self,
+        after: Cursor,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT min(recorded_at) FROM (SELECT recorded_at FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+             ORDER BY transaction_id, global_position LIMIT 1000) AS next",
+        )
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The commit-order cursor of the latest (in commit order) of the events
+    /// at `positions` (None: none of them is in the log).
+    pub async fn latest_cursor_of(&self, positions: &[i64]) -> Result<Option<Cursor>, sqlx::Error> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events WHERE global_position = ANY($1) \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .bind(positions)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(tx, position)| {
+            Ok(Cursor {
+                transaction_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                global_position: position,
+            })
+        })
+        .transpose()
+    }
+
     /// The latest snapshot of a stream, if any.
     pub async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
         let row = sqlx::query(

@@ -3,9 +3,9 @@
 //! Reconnects to RabbitMQ with backoff; retries database failures in place so
 //! events are never reordered or dropped.
 
+use crate::EventSchemas;
 use crate::apply::{AppliedChange, ApplyError, Outcome, apply_batch};
 use crate::decode::{Poison, decode_delivery};
-use crate::{EventSchemas, LIVE_PROJECTION};
 use broker::lapin::message::Delivery;
 use broker::lapin::options::ConfirmSelectOptions;
 use broker::lapin::options::{
@@ -14,7 +14,7 @@ use broker::lapin::options::{
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel};
 use domain::Event;
-use event_store::{PgEventStore, RecordedEvent};
+use event_store::{Cursor, PgEventStore, RecordedEvent};
 use futures_util::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -66,7 +66,12 @@ struct Projector {
     schemas: Arc<EventSchemas>,
     presence: Option<redis_store::Presence>,
     notifying: Arc<tokio::sync::Semaphore>,
+    /// The checkpoint's commit-order cursor, as last committed.
+    applied: std::sync::Mutex<Cursor>,
 }
+
+/// How often the lag gauge is measured when no batch comes (a hold-back).
+const LAG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the projector until `shutdown` turns true.
 pub async fn run(
@@ -82,6 +87,7 @@ pub async fn run(
         schemas,
         presence: config.presence.clone(),
         notifying: Arc::new(tokio::sync::Semaphore::new(4)),
+        applied: std::sync::Mutex::new(Cursor::START),
     };
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
@@ -129,9 +135,21 @@ impl Projector {
             )
             .await?;
         tracing::info!("projector consuming {}", broker::PROJECTOR_QUEUE);
+        match crate::checkpoint::load(&self.read, &self.log).await {
+            Ok(cursor) => self.set_applied(cursor),
+            Err(e) => {
+                tracing::warn!(error = %e, "projector checkpoint unreadable; lag measured from the start")
+            }
+        }
+        let mut lag_timer = tokio::time::interval(LAG_INTERVAL);
+        lag_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 next = consumer.next() => next,
+                _ = lag_timer.tick() => {
+                    crate::checkpoint::record_lag(&self.log, self.applied()).await;
+                    continue;
+                }
                 _ = shutdown.changed() => return Ok(()),
             };
             let mut batch = vec![first.ok_or(ConsumeError::Cancelled)??];
@@ -227,6 +245,7 @@ impl Projector {
         let records: Vec<&RecordedEvent> = good.iter().map(|(_, r, _)| r).collect();
         let mut changes =
             crate::heal::heal_ahead(&self.read, read_model::LIVE_SCHEMA, &self.log, &records).await;
+        let cursor = crate::checkpoint::cursor_of(&self.log, &records).await;
         let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
         for (_, recorded, _) in good {
             let correlation_id = recorded
@@ -260,40 +279,36 @@ impl Projector {
                 Outcome::Duplicate => duplicates += 1,
             }
         }
-        if let Some((_, last, _)) = good.iter().max_by_key(|(_, r, _)| r.global_position) {
-            save_checkpoint(&mut tx, last)
+        if let Some(last) = records.iter().max_by_key(|r| r.recorded_at) {
+            crate::checkpoint::save(&mut tx, cursor, last)
                 .await
                 .map_err(|e| (None, e.into()))?;
         }
         tx.commit().await.map_err(|e| (None, e.into()))?;
         metrics::counter!("projector_applied_total").increment(applied);
         metrics::counter!("projector_skipped_duplicates_total").increment(duplicates);
-        if let Some((_, last, _)) = good.last() {
-            let lag = (chrono::Utc::now() - last.recorded_at)
-                .num_milliseconds()
-                .max(0) as f64
-                / 1e3;
-            metrics::gauge!("projector_lag_seconds").set(lag);
+        if let Some(cursor) = cursor {
+            self.set_applied(cursor);
         }
+        crate::checkpoint::record_lag(&self.log, self.applied()).await;
         Ok(changes)
     }
-}
 
-async fn save_checkpoint(
-    tx: &mut sqlx::PgConnection,
-    last: &RecordedEvent,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO rm.checkpoints (projection, global_position, recorded_at, applied_at) VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (projection) DO UPDATE SET global_position = greatest(rm.checkpoints.global_position, excluded.global_position), \
-         recorded_at = greatest(rm.checkpoints.recorded_at, excluded.recorded_at), applied_at = now()",
-    )
-    .bind(LIVE_PROJECTION)
-    .bind(last.global_position)
-    .bind(last.recorded_at)
-    .execute(tx)
-    .await?;
-    Ok(())
+    fn applied(&self) -> Cursor {
+        *self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the in-memory cursor forward (never back: redeliveries).
+    fn set_applied(&self, cursor: Cursor) {
+        let mut applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *applied = (*applied).max(cursor);
+    }
 }
 
 /// Sends a message that can never apply to the dead letters, with the reason

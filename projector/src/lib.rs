@@ -4,6 +4,7 @@
 //! acks after the commit, and announces each change on `chat.projections`.
 
 mod apply;
+mod checkpoint;
 mod consume;
 mod decode;
 mod heal;

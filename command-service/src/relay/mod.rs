@@ -120,11 +120,15 @@ async fn publish_loop(
             cursor = next;
             metrics::counter!("relay_published_total").increment(batch.len() as u64);
             metrics::gauge!("relay_checkpoint_position").set(next.global_position as f64);
-            metrics::gauge!("relay_lag_seconds")
-                .set((chrono::Utc::now() - last.recorded_at).num_milliseconds() as f64 / 1e3);
-            if batch.len() as i64 == config.batch_size {
-                continue;
-            }
+        }
+        // Measured every round, published or not: while an open transaction
+        // holds the relay back, nothing is published and the lag must grow.
+        let oldest = store.oldest_recorded_after(cursor).await?;
+        metrics::gauge!("relay_lag_seconds").set(oldest.map_or(0.0, |at| {
+            (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1e3
+        }));
+        if batch.len() as i64 == config.batch_size {
+            continue;
         }
         // Caught up: sleep until a commit is announced, or poll.
         tokio::select! {

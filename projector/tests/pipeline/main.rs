@@ -6,6 +6,7 @@ mod helpers;
 mod delivery_faults;
 mod fold_equivalence;
 mod healing;
+mod lag;
 mod notifications;
 mod poison;
 mod positions;
