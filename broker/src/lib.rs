@@ -7,7 +7,7 @@ mod topology;
 pub use lapin;
 pub use routing::{event_category, routing_key};
 pub use topology::{
-    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
+    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
     PROJECTOR_BINDINGS, PROJECTOR_QUEUE, declare_events, declare_projections, projector_takes,
 };
 

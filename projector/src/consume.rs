@@ -38,7 +38,9 @@ impl ProjectorConfig {
         Self {
             amqp_url: amqp_url.into(),
             presence: None,
-            prefetch: 512,
+            // No more in flight than one batch: every delivery in flight when
+            // the projector dies counts towards the queue's delivery limit.
+            prefetch: 256,
             max_batch: 256,
         }
     }

@@ -8,6 +8,7 @@ mod fold_equivalence;
 mod healing;
 mod lag;
 mod notifications;
+mod outages;
 mod poison;
 mod positions;
 mod relay;
