@@ -1,9 +1,11 @@
 //! The RabbitMQ adapter (DESIGN.md §4): connecting, declaring the topology
 //! every process relies on, routing keys, and message properties.
 
+mod backoff;
 mod routing;
 mod topology;
 
+pub use backoff::Backoff;
 pub use lapin;
 pub use routing::{event_category, routing_key};
 pub use topology::{

@@ -91,20 +91,22 @@ pub async fn run(
         notifying: Arc::new(tokio::sync::Semaphore::new(4)),
         applied: std::sync::Mutex::new(Cursor::START),
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = broker::Backoff::reconnect();
     while !*shutdown.borrow() {
-        match projector.consume(&config, &mut shutdown).await {
+        let started = tokio::time::Instant::now();
+        let wait = match projector.consume(&config, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) => {
+                let wait = backoff.after_term(started.elapsed());
                 metrics::counter!("projector_restarts_total").increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector interrupted; unacked events will be redelivered");
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted; unacked events will be redelivered");
+                wait
             }
-        }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     Ok(())
 }

@@ -60,20 +60,22 @@ enum RelayError {
 /// Runs the relay until `shutdown` turns true, reconnecting to Postgres and
 /// RabbitMQ with backoff whenever either fails.
 pub async fn run(pool: PgPool, config: RelayConfig, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = broker::Backoff::reconnect();
     while !*shutdown.borrow() {
-        match lead(&pool, &config, &mut shutdown).await {
+        let started = tokio::time::Instant::now();
+        let wait = match lead(&pool, &config, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
+                let wait = backoff.after_term(started.elapsed());
                 metrics::counter!("relay_restarts_total").increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; resuming from its checkpoint");
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "relay interrupted; resuming from its checkpoint");
+                wait
             }
-        }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
