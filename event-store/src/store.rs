@@ -231,27 +231,63 @@ impl PgEventStore {
     }
 
     /// Like `read_all`, streamed row by row (constant memory for any `limit`).
+    ///
+    /// Each filter shape has its own statement, so that each can walk an
+    /// index in commit order and stop at `limit`: a generic `($3 IS NULL OR
+    /// stream_id = $3)` plan walks the whole log from the cursor and filters
+    /// (measured: 199,800 rows read for 200 returned). One stream walks
+    /// `events_stream_commit_order`; event types walk
+    /// `events_type_commit_order` once per type (at most `limit` rows each)
+    /// and merge.
     pub fn read_all_stream<'a>(
         &'a self,
         after: Cursor,
         limit: i64,
         filter: &'a LogFilter,
     ) -> impl Stream<Item = Result<RecordedEvent, sqlx::Error>> + 'a {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND ($3::text IS NULL OR stream_id = $3) \
-               AND (cardinality($4::text[]) = 0 OR event_type = ANY($4)) \
-             ORDER BY events.transaction_id, events.global_position \
-             LIMIT $5"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        const VISIBLE: &str = "(transaction_id, global_position) > ($1::text::xid8, $2) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
+        let mut types = filter.event_types.clone();
+        types.sort();
+        types.dedup();
+        let sql = match (&filter.stream_id, types.is_empty()) {
+            (None, true) => format!(
+                "SELECT {COLUMNS} FROM events WHERE {VISIBLE} \
+                 ORDER BY events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (Some(_), true) => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $4 AND {VISIBLE} \
+                 ORDER BY events.stream_id, events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (Some(_), false) => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $4 AND event_type = ANY($5) AND {VISIBLE} \
+                 ORDER BY events.stream_id, events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (None, false) => format!(
+                "SELECT event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+                        xid::text AS transaction_id, recorded_at, data, metadata \
+                 FROM unnest($5::text[]) AS t(wanted) CROSS JOIN LATERAL ( \
+                     SELECT event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+                            transaction_id AS xid, recorded_at, data, metadata \
+                     FROM events WHERE event_type = t.wanted AND {VISIBLE} \
+                     ORDER BY events.event_type, events.transaction_id, events.global_position LIMIT $3 \
+                 ) AS e ORDER BY e.xid, e.global_position LIMIT $3"
+            ),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.transaction_id.to_string())
             .bind(after.global_position)
-            .bind(filter.stream_id.clone())
-            .bind(filter.event_types.clone())
-            .bind(limit.max(0))
+            .bind(limit.max(0));
+        if let Some(stream) = &filter.stream_id {
+            query = query.bind(stream.clone());
+        } else if !types.is_empty() {
+            // $4 is unused in this shape; keep the numbering of the others.
+            query = query.bind(Option::<String>::None);
+        }
+        if !types.is_empty() {
+            query = query.bind(types);
+        }
+        query
             .fetch(&self.pool)
             .and_then(|row| std::future::ready(decode(&row)))
     }
