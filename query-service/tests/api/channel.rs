@@ -124,3 +124,38 @@ async fn a_big_channel_lists_its_first_members_and_counts_them_all() {
     assert_eq!(members.len(), 100, "the first 100 only");
     assert_eq!(members[0]["user_id"], json!(alice), "in joining order");
 }
+
+#[actix_web::test]
+async fn a_banned_user_reads_neither_the_public_channel_nor_its_history() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let mallory = app.user("mallory").await;
+    let ch = app.channel("lobby", "public", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+    app.messages(ch, 3, alice).await;
+    sqlx::query("INSERT INTO rm.bans (channel_id, user_id, banned_at) VALUES ($1, $2, $3)")
+        .bind(ch)
+        .bind(mallory)
+        .bind(at(1))
+        .execute(&app.read.pool)
+        .await
+        .expect("ban");
+    for path in [
+        format!("/api/channels/{ch}"),
+        format!("/api/channels/{ch}/messages"),
+    ] {
+        let answer = app.get(&path, &token(mallory, "mallory")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "banned"),
+            "{path}: {answer:?}"
+        );
+    }
+    let answer = app
+        .get(
+            &format!("/api/channels/{ch}/messages"),
+            &token(alice, "alice"),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
