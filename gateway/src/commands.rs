@@ -3,9 +3,10 @@
 //! command service like an HTTP send (same rules, same error codes).
 
 use crate::Gateway;
-use crate::frames::{ClientFrame, ServerFrame};
-use crate::history::MAX_RECOVERY;
-use crate::hub::{Connection, Live};
+use crate::connection::Connection;
+use crate::frames::{ClientFrame, ServerFrame, UnsubscribeReason};
+use crate::hub::Live;
+use crate::session::Inbound;
 use command_service::{CommandContext, CommandError, Executed, Intent};
 use domain::{ChannelCommand, MessageId};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 pub(crate) async fn handle(
     gateway: &Arc<Gateway>,
     connection: &Arc<Connection>,
+    inbound: &mut Inbound,
     frame: ClientFrame,
     id: Option<Value>,
 ) {
@@ -26,6 +28,7 @@ pub(crate) async fn handle(
             after_seq,
         } => subscribe(gateway, connection, channel_id, after_seq, id).await,
         ClientFrame::Unsubscribe { channel_id } => {
+            inbound.typing.forget(channel_id);
             if gateway.hub.unsubscribe(connection.id, channel_id)
                 && let Err(e) = gateway
                     .presence
@@ -34,26 +37,34 @@ pub(crate) async fn handle(
             {
                 tracing::warn!(error = %e, "presence leave failed");
             }
-            Some(ServerFrame::Unsubscribed { id, channel_id })
+            Some(ServerFrame::Unsubscribed {
+                id,
+                channel_id,
+                reason: UnsubscribeReason::Unsubscribed,
+            })
         }
         ClientFrame::Typing { channel_id } => {
-            if gateway.hub.is_subscribed(connection.id, channel_id) {
-                let typing = redis_store::LiveEvent::Typing {
-                    channel_id,
-                    user_id: connection.user_id,
-                };
-                gateway
-                    .presence
-                    .publish(&typing)
-                    .await
-                    .err()
-                    .map(|e| ServerFrame::error("unavailable", e.to_string(), id))
-            } else {
+            if !gateway.hub.is_subscribed(connection.id, channel_id) {
                 Some(ServerFrame::error(
                     "not_subscribed",
                     "subscribe to the channel first",
                     id,
                 ))
+            } else if !inbound
+                .typing
+                .admit(channel_id, tokio::time::Instant::now())
+            {
+                metrics::counter!("ws_typing_dropped_total").increment(1);
+                None
+            } else {
+                let typing = redis_store::LiveEvent::Typing {
+                    channel_id,
+                    user_id: connection.user_id,
+                };
+                gateway.presence.publish(&typing).await.err().map(|e| {
+                    tracing::warn!(error = %e, "typing not published");
+                    unavailable(id)
+                })
             }
         }
         ClientFrame::Send {
@@ -157,8 +168,11 @@ pub(crate) async fn handle(
     }
 }
 
-/// Subscribes with gap-free resume: register (buffering live frames), answer
-/// `subscribed`, replay what the client missed, then flush and go live.
+/// Subscribes with gap-free resume: register (noting live frames), check
+/// access against the log, answer `subscribed` with who is online, then
+/// replay what the client missed at its own pace in a task of its own and go
+/// live. Registering before the check means a removal committed after the
+/// check is caught by the membership watch.
 async fn subscribe(
     gateway: &Arc<Gateway>,
     connection: &Arc<Connection>,
@@ -166,81 +180,106 @@ async fn subscribe(
     after_seq: Option<u64>,
     id: Option<Value>,
 ) -> Option<ServerFrame> {
-    if gateway.hub.is_subscribed(connection.id, channel_id) {
-        gateway.hub.unsubscribe(connection.id, channel_id);
-    }
-    // Authorized against the log, which is authoritative: the read model may
-    // not have a channel created a moment ago yet.
-    let refusal = match gateway.commands.channel_state(channel_id.into()).await {
-        Err(e) => Some(("unavailable", format!("cannot check access: {e}"))),
-        Ok(None) => Some(("channel_not_found", "channel not found".to_owned())),
-        Ok(Some(channel)) => {
-            let user = connection.user_id.into();
-            if channel.banned.contains(&user) {
-                Some(("banned", "you are banned from this channel".to_owned()))
-            } else if channel.kind == domain::ChannelKind::Private
-                && !channel.members.contains_key(&user)
-            {
-                Some((
-                    "not_a_member",
-                    "this channel is private: only members may subscribe".to_owned(),
-                ))
-            } else {
-                None
-            }
-        }
-    };
-    if let Some((code, message)) = refusal {
+    let resubscribe = gateway.hub.is_subscribed(connection.id, channel_id);
+    if !resubscribe
+        && gateway.hub.subscription_count(connection.id) >= gateway.config.max_subscriptions
+    {
         return Some(ServerFrame::Error {
-            code: code.into(),
-            message,
+            code: "too_many_subscriptions".into(),
+            message: format!(
+                "at most {} subscriptions per socket",
+                gateway.config.max_subscriptions
+            ),
             id,
             channel_id: Some(channel_id),
         });
     }
-    let sub = gateway.hub.subscribe(connection, channel_id);
-    let last_seq = match gateway.hub.history().last_seq(channel_id).await {
+    // A re-subscribe keeps the old subscription until the new one is allowed.
+    let pending = (!resubscribe).then(|| gateway.hub.subscribe(connection, channel_id));
+    let refused = |code: &str, message: &str, id| {
+        if pending.is_some() {
+            gateway.hub.unsubscribe(connection.id, channel_id);
+        }
+        Some(ServerFrame::Error {
+            code: code.into(),
+            message: message.into(),
+            id,
+            channel_id: Some(channel_id),
+        })
+    };
+    let stream = format!("channel-{channel_id}");
+    // Read before the state: removals at or before it are in the state.
+    let version = match gateway.commands.store().stream_version(&stream).await {
+        Ok(version) => version,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check access");
+            return refused("unavailable", UNAVAILABLE, id);
+        }
+    };
+    // Authorized against the log, which is authoritative: the read model may
+    // not have a channel created a moment ago yet.
+    match gateway.commands.channel_state(channel_id.into()).await {
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check access");
+            return refused("unavailable", UNAVAILABLE, id);
+        }
+        Ok(None) => return refused("channel_not_found", "channel not found", id),
+        Ok(Some(channel)) => {
+            let user = connection.user_id.into();
+            if channel.banned.contains(&user) {
+                return refused("banned", "you are banned from this channel", id);
+            }
+            if channel.kind == domain::ChannelKind::Private && !channel.members.contains_key(&user)
+            {
+                return refused(
+                    "not_a_member",
+                    "this channel is private: only members may subscribe",
+                    id,
+                );
+            }
+        }
+    }
+    let sub = pending.unwrap_or_else(|| gateway.hub.subscribe(connection, channel_id));
+    sub.authorized_version
+        .store(version, std::sync::atomic::Ordering::SeqCst);
+    if !sub.is_active() {
+        // Removed while being checked: the client got `unsubscribed` already.
+        return None;
+    }
+    let last_seq = match gateway.hub.history.last_seq(channel_id).await {
         Ok(last_seq) => last_seq,
         Err(e) => {
+            tracing::warn!(error = %e, "read model unavailable");
             gateway.hub.unsubscribe(connection.id, channel_id);
-            return Some(ServerFrame::error(
-                "unavailable",
-                format!("read model unavailable: {e}"),
-                id,
-            ));
+            return Some(unavailable(id));
         }
     };
     let (from, recovered) = match after_seq {
-        Some(after) if after >= last_seq => (last_seq, true),
-        Some(after) if last_seq - after <= MAX_RECOVERY => (after, true),
+        // The client has more than the read model (its own ack came first).
+        Some(after) if after >= last_seq => (after, true),
+        Some(after) if last_seq - after <= gateway.config.recovery_limit => (after, true),
         _ => (last_seq, false),
     };
+    let online = gateway
+        .presence
+        .snapshot(channel_id, gateway.config.presence_limit)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "presence read failed");
+            redis_store::OnlineSnapshot::default()
+        });
     connection.push(
         ServerFrame::Subscribed {
             id,
             channel_id,
             last_seq,
             recovered,
+            online_users: online.users,
+            online_count: online.count,
         }
         .to_text()
         .into(),
     );
-    match gateway.presence.online_users(channel_id).await {
-        Ok(online) => {
-            for user_id in online {
-                connection.push(
-                    ServerFrame::Presence {
-                        channel_id,
-                        user_id,
-                        online: true,
-                    }
-                    .to_text()
-                    .into(),
-                );
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "presence read failed"),
-    }
     if let Err(e) = gateway
         .presence
         .join(channel_id, connection.user_id, connection.id)
@@ -248,8 +287,16 @@ async fn subscribe(
     {
         tracing::warn!(error = %e, "presence join failed");
     }
-    gateway.hub.catch_up(&sub, from).await;
+    sub.raise_target(last_seq);
+    gateway.hub.start_catch_up(&sub, from);
     None
+}
+
+/// The fixed text of `unavailable` errors: never a backend's own words.
+const UNAVAILABLE: &str = "a backing service is unavailable; retry later";
+
+fn unavailable(id: Option<Value>) -> ServerFrame {
+    ServerFrame::error("unavailable", UNAVAILABLE, id)
 }
 
 async fn execute(
@@ -303,13 +350,13 @@ fn error_frame(error: CommandError, id: Option<Value>) -> ServerFrame {
     ServerFrame::error(api.code, api.message, id)
 }
 
-/// A live frame for an announced event, with the user it evicts if any.
+/// What an announced event means for the sockets, if anything.
 pub(crate) fn live_frame(
     event_type: &str,
     channel_id: Uuid,
     data: &Value,
     recorded_at: &str,
-) -> Option<(Live, Option<Uuid>)> {
+) -> Option<Announced> {
     let uuid = |k: &str| {
         data.get(k)
             .and_then(Value::as_str)
@@ -352,14 +399,11 @@ pub(crate) fn live_frame(
             seq: seq?,
         },
         "MemberKicked" | "MemberBanned" | "MemberLeft" => {
-            let user = uuid("user_id")?;
-            let frame = ServerFrame::Error {
-                code: "not_a_member".into(),
-                message: "you are no longer a member of this channel".into(),
-                id: None,
-                channel_id: Some(channel_id),
-            };
-            return Some((Live::new(None, &frame), Some(user)));
+            let reason = UnsubscribeReason::of_event(event_type)?;
+            return Some(Announced::Evict {
+                user: uuid("user_id")?,
+                reason,
+            });
         }
         _ => return None,
     };
@@ -369,5 +413,16 @@ pub(crate) fn live_frame(
     } else {
         None
     };
-    Some((Live::new(ordered, &frame), None))
+    Some(Announced::Live(Live::new(ordered, &frame)))
+}
+
+/// What an announced event means for the sockets.
+pub(crate) enum Announced {
+    /// A frame for the channel's subscribers.
+    Live(Live),
+    /// The user's subscriptions to the channel end.
+    Evict {
+        user: Uuid,
+        reason: UnsubscribeReason,
+    },
 }

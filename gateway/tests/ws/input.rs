@@ -119,10 +119,10 @@ async fn private_channels_and_kicked_members() {
     stack
         .command(owner, channel, ChannelCommand::Kick { user_id: bob })
         .await;
-    let (evicted, _) = member.until("error").await;
+    let (evicted, _) = member.until("unsubscribed").await;
     assert_eq!(
-        (evicted["code"].clone(), evicted["channel_id"].clone()),
-        (json!("not_a_member"), json!(channel.0))
+        (evicted["reason"].clone(), evicted["channel_id"].clone()),
+        (json!("kicked"), json!(channel.0))
     );
     stack.send(owner, channel, "after the kick").await;
     stack.wait_seq(channel, 2).await;
