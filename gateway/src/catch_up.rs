@@ -45,25 +45,32 @@ pub(crate) async fn run(hub: &Arc<Hub>, sub: &Arc<Subscription>, mut from: u64) 
                         return;
                     }
                 };
-                if page.is_empty() {
-                    stalled += 1;
-                    if stalled > STALL_LIMIT {
-                        tracing::warn!(channel_id = %sub.channel_id, after = from, "the read model lacks an announced seq; telling the client to re-fetch");
-                        from = resync(hub, sub, target).await;
-                        stalled = 0;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    continue;
-                }
-                stalled = 0;
+                // Seqs are gap-free: anything but `from + 1` next is a hole
+                // the read model has (a lagging replica, a dead letter).
+                let mut progressed = false;
                 for live in page {
+                    if live.seq.is_some_and(|seq| seq != from + 1) {
+                        break;
+                    }
                     if !sub.is_active() || !sub.connection.send_paced(live.frame).await {
                         return;
                     }
                     if let Some(seq) = live.seq {
-                        from = from.max(seq);
+                        from = seq;
                     }
+                    progressed = true;
+                }
+                if progressed {
+                    stalled = 0;
+                    continue;
+                }
+                stalled += 1;
+                if stalled > STALL_LIMIT {
+                    tracing::warn!(channel_id = %sub.channel_id, after = from, "the read model lacks a seq; telling the client to re-fetch");
+                    from = resync(hub, sub, target).await;
+                    stalled = 0;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }

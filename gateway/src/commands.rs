@@ -280,10 +280,11 @@ async fn subscribe(
         .to_text()
         .into(),
     );
-    if let Err(e) = gateway
-        .presence
-        .join(channel_id, connection.user_id, connection.id)
-        .await
+    if sub.is_active()
+        && let Err(e) = gateway
+            .presence
+            .join(channel_id, connection.user_id, connection.id)
+            .await
     {
         tracing::warn!(error = %e, "presence join failed");
     }

@@ -143,18 +143,36 @@ async fn repair_gaps(gateway: Arc<Gateway>) {
     }
 }
 
-/// Delivers presence and typing from Redis pub/sub, resubscribing on failure.
+/// A live feed that hears nothing for this long (not even its own probes,
+/// sent every third of it) is taken for dead and resubscribed.
+const LIVE_SILENCE: Duration = Duration::from_secs(15);
+
+/// Delivers presence and typing from Redis pub/sub, resubscribing on failure
+/// or when the subscription goes silent (B4: a half-open connection).
 pub(crate) async fn live_events(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         match gateway.presence.subscribe().await {
             Ok(stream) => {
                 let mut stream = std::pin::pin!(stream);
+                let mut probe = tokio::time::interval(LIVE_SILENCE / 3);
+                let mut heard = tokio::time::Instant::now();
                 loop {
                     let event = tokio::select! {
                         e = stream.next() => e,
+                        _ = probe.tick() => {
+                            if heard.elapsed() > LIVE_SILENCE {
+                                tracing::warn!("Redis live feed silent; resubscribing");
+                                break;
+                            }
+                            let presence = gateway.presence.clone();
+                            tokio::spawn(async move { presence.probe().await });
+                            continue;
+                        }
                         _ = shutdown.changed() => return,
                     };
                     let Some(event) = event else { break };
+                    heard = tokio::time::Instant::now();
+                    let Some(event) = event else { continue };
                     let (frame, except) = match event {
                         LiveEvent::Presence {
                             channel_id,

@@ -279,16 +279,30 @@ impl Presence {
         Ok(())
     }
 
-    /// Every live event of every channel, as they are published. Ends when the
+    /// Every live event of every channel, as they are published (`None`: a
+    /// message that is no event, such as a `probe`). Ends when the
     /// subscription connection drops (the caller resubscribes).
     pub async fn subscribe(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = LiveEvent> + use<>, RedisError> {
+    ) -> Result<impl futures_util::Stream<Item = Option<LiveEvent>> + use<>, RedisError> {
         let mut pubsub = self.store.client.get_async_pubsub().await?;
         pubsub.psubscribe(self.store.key("live:*")).await?;
-        Ok(pubsub.into_on_message().filter_map(|msg| async move {
+        Ok(pubsub.into_on_message().map(|msg| {
             let payload: String = msg.get_payload().ok()?;
             serde_json::from_str(&payload).ok()
         }))
+    }
+
+    /// Publishes a message every live subscriber receives and ignores: a
+    /// subscriber that hears nothing, not even probes, knows its pub/sub
+    /// connection is dead even when TCP has not noticed (a half-open link).
+    pub async fn probe(&self) -> Result<(), RedisError> {
+        let mut c = self.store.connection();
+        redis::cmd("PUBLISH")
+            .arg(self.store.key("live:probe"))
+            .arg(r#"{"type":"probe"}"#)
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
     }
 }

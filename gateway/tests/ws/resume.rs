@@ -152,3 +152,43 @@ async fn resume_past_the_window_replays_nothing_and_goes_live() {
     let (live, _) = client.until("message").await;
     assert_eq!(live["seq"], WINDOW + 11);
 }
+
+/// The read model lacks a seq that the log has (a dead-lettered event, a
+/// replica behind): the replay stops before the hole and tells the client to
+/// re-fetch with an unsolicited `subscribed {recovered: false}`, never a
+/// silent skip; then the subscription is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hole_in_the_read_model_is_announced_not_skipped() {
+    let stack = Stack::new().await;
+    let (addr, _) = stack.gateway(|_| {}).await;
+    let ann = UserId::new();
+    let channel = stack.channel(ann, ChannelKind::Public, &[]).await;
+    for n in 1..=5 {
+        stack.send(ann, channel, &format!("m{n}")).await;
+    }
+    stack.wait_seq(channel, 5).await;
+    sqlx::query("DELETE FROM rm.messages WHERE channel_id = $1 AND seq = 3")
+        .bind(channel.0)
+        .execute(&stack.read.pool)
+        .await
+        .expect("make a hole");
+    let mut client = Client::connect(&addr, ann).await;
+    assert_eq!(client.subscribe(channel, Some(0)).await["recovered"], true);
+    let mut seqs = Vec::new();
+    let resync = loop {
+        let frame = client.next_frame().await;
+        match frame["type"].as_str() {
+            Some("message") => seqs.push(frame["seq"].as_u64().expect("seq")),
+            Some("subscribed") => break frame,
+            _ => {}
+        }
+    };
+    assert_eq!(seqs, vec![1, 2], "nothing past the hole is replayed");
+    assert_eq!(
+        (resync["recovered"].clone(), resync["last_seq"].clone()),
+        (serde_json::json!(false), serde_json::json!(5))
+    );
+    assert!(resync.get("id").is_none(), "unsolicited");
+    stack.send(ann, channel, "live").await;
+    assert_eq!(client.until("message").await.0["seq"], 6);
+}
