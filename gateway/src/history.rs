@@ -15,6 +15,17 @@ pub const DEFAULT_RECOVERY_LIMIT: u64 = 10_000;
 /// instead of exhausting the read pool (which also serves HTTP reads).
 const CONCURRENT_READS: usize = 4;
 
+/// seq, message_id, sender_id, content, message_type, created_at, deleted.
+type Row = (
+    i64,
+    Uuid,
+    Uuid,
+    Option<String>,
+    String,
+    chrono::DateTime<chrono::Utc>,
+    bool,
+);
+
 /// Read-model queries of the gateway.
 #[derive(Debug, Clone)]
 pub struct History {
@@ -50,7 +61,7 @@ impl History {
     ) -> Result<Vec<Live>, sqlx::Error> {
         let _permit = self.reads.acquire().await;
         metrics::counter!("ws_history_reads_total").increment(1);
-        let rows: Vec<(i64, Uuid, Uuid, Option<String>, String, chrono::DateTime<chrono::Utc>, bool)> = sqlx::query_as(
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
              WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
