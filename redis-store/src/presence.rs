@@ -181,17 +181,45 @@ impl Presence {
         Ok(())
     }
 
-    /// Extends the life of a connection's entries (called with the heartbeat).
-    /// Re-creates entries Redis lost (a flush, a restart, a lapsed refresh) and
-    /// announces those users online again.
+    /// Extends the life of a connection's entries (called with the heartbeat),
+    /// in one round trip however many channels. Re-creates entries Redis lost
+    /// (a flush, a restart, a lapsed refresh) and announces those users online
+    /// again.
     pub async fn refresh(
         &self,
         channels: &[Uuid],
         user: Uuid,
         connection: Uuid,
     ) -> Result<(), RedisError> {
-        for channel in channels {
-            if self.touch(*channel, user, connection).await? {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.store.connection();
+        let now = now_ms();
+        let script = redis::Script::new(JOIN);
+        let invocations: Vec<redis::ScriptInvocation<'_>> = channels
+            .iter()
+            .map(|channel| {
+                let mut invocation = script.prepare_invoke();
+                invocation
+                    .key(self.users_key(*channel))
+                    .key(self.conns_key(*channel, user))
+                    .arg(now)
+                    .arg(now + PRESENCE_TTL.as_millis() as u64)
+                    .arg(user.to_string())
+                    .arg(connection.to_string())
+                    .arg(PRESENCE_TTL.as_millis() as u64);
+                invocation
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.load_script(&script).ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let became: Vec<i64> = pipe.query_async(&mut c).await?;
+        for (channel, became) in channels.iter().zip(became) {
+            if became == 1 {
                 self.publish(&LiveEvent::Presence {
                     channel_id: *channel,
                     user_id: user,
