@@ -277,3 +277,41 @@ async fn a_fragmented_100_kib_message_is_refused_with_4004() {
     assert_eq!(close_code(&mut client).await, Some(4004));
     wait_until(|| gateway.sockets() == 0).await;
 }
+
+/// Token expiry still closes a socket whose client stopped reading (its
+/// writer is stuck; the loop that watches the expiry is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_expiry_closes_a_socket_that_stopped_reading() {
+    let stack = Stack::new().await;
+    let (addr, gateway) = stack
+        .gateway(|c| {
+            c.outbound_capacity = 100_000;
+            c.heartbeat = Duration::from_millis(200);
+            c.client_timeout = Duration::from_secs(60);
+        })
+        .await;
+    let (ann, bob) = (UserId::new(), UserId::new());
+    let channel = stack.channel(ann, ChannelKind::Public, &[bob]).await;
+    let short = auth::JwtConfig::new(SECRET, "chat", "chat", 4)
+        .expect("jwt")
+        .issue(bob.0, "bob")
+        .access_token;
+    let request = format!("ws://{addr}/ws?access_token={short}")
+        .into_client_request()
+        .expect("request");
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    let mut stuck = Client { socket };
+    assert_eq!(stuck.next_frame().await["type"], "welcome");
+    stuck.subscribe(channel, None).await;
+    // Fill every buffer between the server and this client, which reads nothing.
+    let big = "x".repeat(3900);
+    for _ in 0..3000 {
+        stack.send(ann, channel, &big).await;
+        if gateway.sockets() == 0 {
+            break;
+        }
+    }
+    wait_until(|| gateway.sockets() == 0).await;
+}
