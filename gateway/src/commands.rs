@@ -216,6 +216,11 @@ async fn subscribe(
             return refused("unavailable", UNAVAILABLE, id);
         }
     };
+    // No such stream: refused without loading (and caching) a state for it,
+    // so random ids cannot crowd real channels out of the command cache (A10).
+    if version == 0 {
+        return refused("channel_not_found", "channel not found", id);
+    }
     // Authorized against the log, which is authoritative: the read model may
     // not have a channel created a moment ago yet.
     match gateway.commands.channel_state(channel_id.into()).await {
