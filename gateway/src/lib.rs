@@ -16,6 +16,7 @@ mod hub;
 mod limits;
 mod membership;
 mod session;
+mod subscribe;
 mod upgrade;
 
 pub use history::DEFAULT_RECOVERY_LIMIT;
