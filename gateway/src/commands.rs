@@ -1,5 +1,5 @@
 //! What each client frame does. Every frame is authorized on its own: a
-//! subscription is checked against the read model, a send goes through the
+//! subscription is checked against the log, a send goes through the
 //! command service like an HTTP send (same rules, same error codes).
 
 use crate::connection::Connection;
