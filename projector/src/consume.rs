@@ -125,6 +125,9 @@ impl Projector {
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
         let announcer = connection.create_channel().await?;
+        announcer
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let dead_letters = connection.create_channel().await?;
         dead_letters
             .confirm_select(ConfirmSelectOptions::default())
@@ -206,8 +209,17 @@ impl Projector {
         if let Some((last, _, _)) = good.last() {
             last.acker.ack(BasicAckOptions { multiple: true }).await?;
         }
+        // Published together, then every confirm awaited: one round trip a batch.
+        let mut confirms = Vec::with_capacity(changes.len());
         for change in &changes {
-            announce(announcer, change).await;
+            confirms.extend(announce(announcer, change).await);
+        }
+        for confirm in confirms {
+            match confirm.await {
+                Ok(confirmation) if confirmation.is_ack() => {}
+                Ok(_) => tracing::warn!("the broker refused a projection announcement"),
+                Err(e) => tracing::warn!(error = %e, "a projection announcement was not confirmed"),
+            }
         }
         self.notify(announcer, changes).await;
         Ok(())
@@ -446,16 +458,17 @@ async fn notify_offline_members(
     }
 }
 
-/// Tells the gateways a change is committed. Best effort: a client that misses
-/// a push sees a `seq` gap and catches up from the read model.
-async fn announce(channel: &Channel, change: &AppliedChange) {
-    let Some(channel_id) = change.channel_id else {
-        return;
-    };
+/// Tells the gateways a change is committed, on a channel with publisher
+/// confirms (the caller awaits them). Still not the record: a client that
+/// misses a push sees a `seq` gap and catches up from the read model, and
+/// gateways enforce membership from the log.
+async fn announce(
+    channel: &Channel,
+    change: &AppliedChange,
+) -> Option<broker::lapin::PublisherConfirm> {
+    let channel_id = change.channel_id?;
     let body = serde_json::json!({ "channel_id": channel_id, "event": change.event });
-    let Ok(body) = serde_json::to_vec(&body) else {
-        return;
-    };
+    let body = serde_json::to_vec(&body).ok()?;
     let published = channel
         .basic_publish(
             broker::PROJECTIONS_EXCHANGE.into(),
@@ -467,7 +480,11 @@ async fn announce(channel: &Channel, change: &AppliedChange) {
                 .with_content_type("application/json".into()),
         )
         .await;
-    if let Err(e) = published {
-        tracing::warn!(error = %e, "could not announce a projection change");
+    match published {
+        Ok(confirm) => Some(confirm),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not announce a projection change");
+            None
+        }
     }
 }
