@@ -1,14 +1,16 @@
 //! The RabbitMQ adapter (DESIGN.md §4): connecting, declaring the topology
 //! every process relies on, routing keys, and message properties.
 
+mod backoff;
 mod routing;
 mod topology;
 
+pub use backoff::Backoff;
 pub use lapin;
 pub use routing::{event_category, routing_key};
 pub use topology::{
-    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
-    PROJECTOR_QUEUE, declare_events, declare_projections,
+    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
+    PROJECTOR_BINDINGS, PROJECTOR_QUEUE, declare_events, declare_projections, projector_takes,
 };
 
 use lapin::{Connection, ConnectionProperties};

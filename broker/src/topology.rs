@@ -15,8 +15,32 @@ pub const DEAD_LETTER_EXCHANGE: &str = "chat.dlx";
 pub const PROJECTOR_QUEUE: &str = "projector.events";
 /// Dead letters, for operators to inspect and retry.
 pub const DEAD_LETTER_QUEUE: &str = "projector.dlq";
-/// Deliveries of one message before the queue dead-letters it (crash loops).
-const DELIVERY_LIMIT: i64 = 5;
+/// Deliveries of one message before the queue dead-letters it: the last
+/// resort against a message that kills the projector process every time (the
+/// projector dead-letters what it cannot decode or apply itself). RabbitMQ
+/// 3.x counts every hand-back, also those of a consumer that died with the
+/// message unacked, so the limit must sit far above what outages and
+/// restarts add up to (an outage never dead-letters an event, DESIGN §4):
+/// with the projector's reconnect backoff, 100 deaths with the same message
+/// in flight are minutes of a crash loop, not a restart or an outage.
+/// Changing it on an existing queue needs the queue re-created (see
+/// `operator-tools/README.md`, "Upgrading the projector queue").
+pub const DELIVERY_LIMIT: i64 = 100;
+
+/// The routing keys `projector.events` is bound with on `chat.exchange`.
+pub const PROJECTOR_BINDINGS: [&str; 2] = ["chat.channel.#", "chat.user.*.account"];
+
+/// Whether an event published with `routing_key` belongs in the projector's
+/// queue (the topic match of `PROJECTOR_BINDINGS`): such an event coming back
+/// unroutable means the queue is missing, not that nobody wants it.
+pub fn projector_takes(routing_key: &str) -> bool {
+    let words: Vec<&str> = routing_key.split('.').collect();
+    match words.as_slice() {
+        ["chat", "channel", _, ..] => true,
+        ["chat", "user", _, "account"] => true,
+        _ => false,
+    }
+}
 
 /// Declares `chat.exchange`, the projector's quorum queue with its bindings, and
 /// the dead-letter path, so no event is ever published with no queue behind it.
@@ -55,8 +79,17 @@ pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
     );
     channel
         .queue_declare(PROJECTOR_QUEUE.into(), durable_queue(), arguments)
-        .await?;
-    for key in ["chat.channel.#", "chat.user.*.account"] {
+        .await
+        .inspect_err(|e| {
+            if e.to_string().contains("PRECONDITION_FAILED") {
+                tracing::error!(
+                    queue = PROJECTOR_QUEUE,
+                    "{PROJECTOR_QUEUE} exists with other arguments (an upgrade changed x-delivery-limit to {DELIVERY_LIMIT}): \
+                     re-create it as operator-tools/README.md \"Upgrading the projector queue\" says"
+                );
+            }
+        })?;
+    for key in PROJECTOR_BINDINGS {
         channel
             .queue_bind(
                 PROJECTOR_QUEUE.into(),
@@ -97,5 +130,21 @@ fn durable_queue() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::projector_takes;
+
+    #[test]
+    fn the_projector_takes_what_its_bindings_match() {
+        assert!(projector_takes("chat.channel.abc.message"));
+        assert!(projector_takes("chat.channel.abc"));
+        assert!(projector_takes("chat.user.abc.account"));
+        assert!(!projector_takes("chat.user.abc.notification"));
+        assert!(!projector_takes("chat.user.abc.other"));
+        assert!(!projector_takes("chat.channel"));
+        assert!(!projector_takes("chat.s-1.other"));
     }
 }

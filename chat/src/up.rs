@@ -46,6 +46,10 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let commands = Arc::new(
         CommandService::new(PgEventStore::new(log.clone()), policy).with_rate_limiter(limiter),
     );
+    let auth_gate = web::Data::new(command_service::AuthGate::for_server(
+        redis.clone(),
+        settings.auth_attempts_per_min,
+    )?);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
 
     let mut workers = Vec::new();
@@ -69,8 +73,16 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             }
         }));
     }
+    let ws = &settings.ws;
     let gateway_config = GatewayConfig {
+        own_origins: ws.own_origins(&addr),
         allowed_origins: settings.allowed_origins.clone(),
+        recovery_limit: ws.recovery_limit,
+        presence_limit: ws.presence_limit,
+        frames_per_sec: ws.frames_per_sec,
+        frames_burst: ws.frames_per_sec.saturating_mul(4),
+        max_subscriptions: ws.max_subscriptions,
+        max_sockets_per_user: ws.max_sockets_per_user,
         ..GatewayConfig::new(settings.amqp_url.clone())
     };
     let gateway = Gateway::new(
@@ -81,7 +93,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     );
     gateway.start(shutdown.clone());
 
-    let readiness = readiness(&log, &read, &redis, &settings.amqp_url);
+    let readiness = readiness(&log, &read, &redis, &gateway);
     let commands = web::Data::from(commands);
     let queries = web::Data::new(QueryService::new(
         read.clone(),
@@ -117,6 +129,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             .configure(gateway::configure);
         if role == Role::Everything {
             app.app_data(queries.clone())
+                .app_data(auth_gate.clone())
                 .configure(command_service::configure)
                 .configure(query_service::configure)
         } else {
@@ -135,18 +148,16 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Readiness of every dependency. Answers carry fixed words, never a
+/// backend's error text (logged instead); RabbitMQ is judged by the gateway's
+/// own feed connection, so a probe never opens a broker connection.
 fn readiness(
     log: &sqlx::PgPool,
     read: &sqlx::PgPool,
     redis: &redis_store::RedisStore,
-    amqp_url: &str,
+    gateway: &Arc<Gateway>,
 ) -> Readiness {
-    let (log, read, redis, amqp) = (
-        log.clone(),
-        read.clone(),
-        redis.clone(),
-        amqp_url.to_owned(),
-    );
+    let (log, read, redis, feed) = (log.clone(), read.clone(), redis.clone(), gateway.clone());
     Readiness::new()
         .with("event_log", Arc::new(move || ping_pg(log.clone()).boxed()))
         .with(
@@ -157,19 +168,25 @@ fn readiness(
             "redis",
             Arc::new(move || {
                 let redis = redis.clone();
-                async move { redis.ping().await.map_err(|e| e.to_string()) }.boxed()
+                async move {
+                    redis.ping().await.map_err(|e| {
+                        tracing::warn!(error = %e, "readiness: Redis");
+                        "unreachable".to_owned()
+                    })
+                }
+                .boxed()
             }),
         )
         .with(
             "rabbitmq",
             Arc::new(move || {
-                let amqp = amqp.clone();
+                let connected = feed.feed_connected();
                 async move {
-                    let connection = broker::connect(&amqp, "chat-ready")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let _ = connection.close(0, "ready".into()).await;
-                    Ok(())
+                    if connected {
+                        Ok(())
+                    } else {
+                        Err("the gateway's broker feed is not connected".to_owned())
+                    }
                 }
                 .boxed()
             }),
@@ -181,5 +198,8 @@ async fn ping_pg(pool: sqlx::PgPool) -> Result<(), String> {
         .execute(&pool)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            tracing::warn!(error = %e, "readiness: Postgres");
+            "unreachable".to_owned()
+        })
 }

@@ -2,6 +2,7 @@
 //! decide them against current aggregate state and append the resulting
 //! events to the log with an expected version.
 
+mod auth_gate;
 mod channels;
 mod error;
 mod executor;
@@ -9,6 +10,7 @@ mod idempotency;
 pub mod relay;
 mod routes;
 
+pub use auth_gate::AuthGate;
 pub use channels::ChannelRepository;
 pub use error::CommandError;
 pub use executor::{CommandContext, CommandService, Executed, Intent};

@@ -21,6 +21,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown,
     ));
     let redis = redis_store::RedisStore::connect(&settings.redis_url, "").await?;
+    let gate = web::Data::new(command_service::AuthGate::for_server(
+        redis.clone(),
+        settings.auth_attempts_per_min,
+    )?);
     let limiter =
         redis_store::RateLimiter::new(redis, settings.send_rate_per_sec, settings.send_burst);
     let service = web::Data::new(
@@ -37,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service.clone())
             .app_data(jwt.clone())
+            .app_data(gate.clone())
             .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
             .configure(service_kit::metrics_route)
             .configure(command_service::configure)

@@ -172,6 +172,34 @@ impl PgEventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// At most `limit` events of the stream with `after_version < version <
+    /// before_version`, in version order: both bounds and the limit are in the
+    /// SQL, so a reader of a gap pages through exactly the gap, never the rest
+    /// of a long stream. Page on with the last version returned as `after_version`.
+    pub async fn read_stream_range(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        before_version: u64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        if before_version <= after_version.saturating_add(1) || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 AND stream_version < $3 \
+             ORDER BY stream_version LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(to_i64(after_version))
+            .bind(to_i64(before_version))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// The events of one message (sent, edited, deleted) in a stream, in version order.
     pub async fn read_message_events(
         &self,
@@ -237,29 +265,104 @@ impl PgEventStore {
     }
 
     /// Like `read_all`, streamed row by row (constant memory for any `limit`).
+    ///
+    /// Each filter shape has its own statement, so that each can walk an
+    /// index in commit order and stop at `limit`: a generic `($3 IS NULL OR
+    /// stream_id = $3)` plan walks the whole log from the cursor and filters
+    /// (measured: 199,800 rows read for 200 returned). One stream walks
+    /// `events_stream_commit_order`; event types walk
+    /// `events_type_commit_order` once per type (at most `limit` rows each)
+    /// and merge.
     pub fn read_all_stream<'a>(
         &'a self,
         after: Cursor,
         limit: i64,
         filter: &'a LogFilter,
     ) -> impl Stream<Item = Result<RecordedEvent, sqlx::Error>> + 'a {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND ($3::text IS NULL OR stream_id = $3) \
-               AND (cardinality($4::text[]) = 0 OR event_type = ANY($4)) \
-             ORDER BY events.transaction_id, events.global_position \
-             LIMIT $5"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        const VISIBLE: &str = "(transaction_id, global_position) > ($1::text::xid8, $2) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
+        let mut types = filter.event_types.clone();
+        types.sort();
+        types.dedup();
+        let sql = match (&filter.stream_id, types.is_empty()) {
+            (None, true) => format!(
+                "SELECT {COLUMNS} FROM events WHERE {VISIBLE} \
+                 ORDER BY events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (Some(_), true) => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $4 AND {VISIBLE} \
+                 ORDER BY events.stream_id, events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (Some(_), false) => format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = $4 AND event_type = ANY($5) AND {VISIBLE} \
+                 ORDER BY events.stream_id, events.transaction_id, events.global_position LIMIT $3"
+            ),
+            (None, false) => format!(
+                "SELECT event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+                        xid::text AS transaction_id, recorded_at, data, metadata \
+                 FROM unnest($5::text[]) AS t(wanted) CROSS JOIN LATERAL ( \
+                     SELECT event_id, event_type, schema_version, stream_id, stream_version, global_position, \
+                            transaction_id AS xid, recorded_at, data, metadata \
+                     FROM events WHERE event_type = t.wanted AND {VISIBLE} \
+                     ORDER BY events.event_type, events.transaction_id, events.global_position LIMIT $3 \
+                 ) AS e ORDER BY e.xid, e.global_position LIMIT $3"
+            ),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.transaction_id.to_string())
             .bind(after.global_position)
-            .bind(filter.stream_id.clone())
-            .bind(filter.event_types.clone())
-            .bind(limit.max(0))
+            .bind(limit.max(0));
+        if let Some(stream) = &filter.stream_id {
+            query = query.bind(stream.clone());
+        } else if !types.is_empty() {
+            // $4 is unused in this shape; keep the numbering of the others.
+            query = query.bind(Option::<String>::None);
+        }
+        if !types.is_empty() {
+            query = query.bind(types);
+        }
+        query
             .fetch(&self.pool)
             .and_then(|row| std::future::ready(decode(&row)))
+    }
+
+    /// When the oldest event after `after` in commit order was recorded,
+    /// counting events that whole-log readers cannot see yet (held back by an
+    /// open transaction): a reader standing at `after` lags by `now -` this.
+    /// Looks at the next 1000 events in commit order only, so it costs one
+    /// short index range scan however far behind the reader is.
+    pub async fn oldest_recorded_after(
+        &self,
+        after: Cursor,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT min(recorded_at) FROM (SELECT recorded_at FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+             ORDER BY transaction_id, global_position LIMIT 1000) AS next",
+        )
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The commit-order cursor of the latest (in commit order) of the events
+    /// at `positions` (None: none of them is in the log).
+    pub async fn latest_cursor_of(&self, positions: &[i64]) -> Result<Option<Cursor>, sqlx::Error> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events WHERE global_position = ANY($1) \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .bind(positions)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(tx, position)| {
+            Ok(Cursor {
+                transaction_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                global_position: position,
+            })
+        })
+        .transpose()
     }
 
     /// The latest snapshot of a stream, if any.

@@ -1,11 +1,12 @@
 //! What each client frame does. Every frame is authorized on its own: a
-//! subscription is checked against the read model, a send goes through the
+//! subscription is checked against the log, a send goes through the
 //! command service like an HTTP send (same rules, same error codes).
 
-use crate::Gateway;
-use crate::frames::{ClientFrame, ServerFrame};
-use crate::history::MAX_RECOVERY;
-use crate::hub::{Connection, Live};
+use crate::connection::Connection;
+use crate::frames::{ClientFrame, ServerFrame, UnsubscribeReason};
+use crate::hub::Live;
+use crate::session::Inbound;
+use crate::{Gateway, subscribe};
 use command_service::{CommandContext, CommandError, Executed, Intent};
 use domain::{ChannelCommand, MessageId};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 pub(crate) async fn handle(
     gateway: &Arc<Gateway>,
     connection: &Arc<Connection>,
+    inbound: &mut Inbound,
     frame: ClientFrame,
     id: Option<Value>,
 ) {
@@ -24,8 +26,9 @@ pub(crate) async fn handle(
         ClientFrame::Subscribe {
             channel_id,
             after_seq,
-        } => subscribe(gateway, connection, channel_id, after_seq, id).await,
+        } => subscribe::subscribe(gateway, connection, channel_id, after_seq, id).await,
         ClientFrame::Unsubscribe { channel_id } => {
+            inbound.typing.forget(channel_id);
             if gateway.hub.unsubscribe(connection.id, channel_id)
                 && let Err(e) = gateway
                     .presence
@@ -34,26 +37,34 @@ pub(crate) async fn handle(
             {
                 tracing::warn!(error = %e, "presence leave failed");
             }
-            Some(ServerFrame::Unsubscribed { id, channel_id })
+            Some(ServerFrame::Unsubscribed {
+                id,
+                channel_id,
+                reason: UnsubscribeReason::Unsubscribed,
+            })
         }
         ClientFrame::Typing { channel_id } => {
-            if gateway.hub.is_subscribed(connection.id, channel_id) {
-                let typing = redis_store::LiveEvent::Typing {
-                    channel_id,
-                    user_id: connection.user_id,
-                };
-                gateway
-                    .presence
-                    .publish(&typing)
-                    .await
-                    .err()
-                    .map(|e| ServerFrame::error("unavailable", e.to_string(), id))
-            } else {
+            if !gateway.hub.is_subscribed(connection.id, channel_id) {
                 Some(ServerFrame::error(
                     "not_subscribed",
                     "subscribe to the channel first",
                     id,
                 ))
+            } else if !inbound
+                .typing
+                .admit(channel_id, tokio::time::Instant::now())
+            {
+                metrics::counter!("ws_typing_dropped_total").increment(1);
+                None
+            } else {
+                let typing = redis_store::LiveEvent::Typing {
+                    channel_id,
+                    user_id: connection.user_id,
+                };
+                gateway.presence.publish(&typing).await.err().map(|e| {
+                    tracing::warn!(error = %e, "typing not published");
+                    unavailable(id)
+                })
             }
         }
         ClientFrame::Send {
@@ -157,99 +168,11 @@ pub(crate) async fn handle(
     }
 }
 
-/// Subscribes with gap-free resume: register (buffering live frames), answer
-/// `subscribed`, replay what the client missed, then flush and go live.
-async fn subscribe(
-    gateway: &Arc<Gateway>,
-    connection: &Arc<Connection>,
-    channel_id: Uuid,
-    after_seq: Option<u64>,
-    id: Option<Value>,
-) -> Option<ServerFrame> {
-    if gateway.hub.is_subscribed(connection.id, channel_id) {
-        gateway.hub.unsubscribe(connection.id, channel_id);
-    }
-    // Authorized against the log, which is authoritative: the read model may
-    // not have a channel created a moment ago yet.
-    let refusal = match gateway.commands.channel_state(channel_id.into()).await {
-        Err(e) => Some(("unavailable", format!("cannot check access: {e}"))),
-        Ok(None) => Some(("channel_not_found", "channel not found".to_owned())),
-        Ok(Some(channel)) => {
-            let user = connection.user_id.into();
-            if channel.banned.contains(&user) {
-                Some(("banned", "you are banned from this channel".to_owned()))
-            } else if channel.kind == domain::ChannelKind::Private
-                && !channel.members.contains_key(&user)
-            {
-                Some((
-                    "not_a_member",
-                    "this channel is private: only members may subscribe".to_owned(),
-                ))
-            } else {
-                None
-            }
-        }
-    };
-    if let Some((code, message)) = refusal {
-        return Some(ServerFrame::Error {
-            code: code.into(),
-            message,
-            id,
-            channel_id: Some(channel_id),
-        });
-    }
-    let sub = gateway.hub.subscribe(connection, channel_id);
-    let last_seq = match gateway.hub.history().last_seq(channel_id).await {
-        Ok(last_seq) => last_seq,
-        Err(e) => {
-            gateway.hub.unsubscribe(connection.id, channel_id);
-            return Some(ServerFrame::error(
-                "unavailable",
-                format!("read model unavailable: {e}"),
-                id,
-            ));
-        }
-    };
-    let (from, recovered) = match after_seq {
-        Some(after) if after >= last_seq => (last_seq, true),
-        Some(after) if last_seq - after <= MAX_RECOVERY => (after, true),
-        _ => (last_seq, false),
-    };
-    connection.push(
-        ServerFrame::Subscribed {
-            id,
-            channel_id,
-            last_seq,
-            recovered,
-        }
-        .to_text()
-        .into(),
-    );
-    match gateway.presence.online_users(channel_id).await {
-        Ok(online) => {
-            for user_id in online {
-                connection.push(
-                    ServerFrame::Presence {
-                        channel_id,
-                        user_id,
-                        online: true,
-                    }
-                    .to_text()
-                    .into(),
-                );
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "presence read failed"),
-    }
-    if let Err(e) = gateway
-        .presence
-        .join(channel_id, connection.user_id, connection.id)
-        .await
-    {
-        tracing::warn!(error = %e, "presence join failed");
-    }
-    gateway.hub.catch_up(&sub, from).await;
-    None
+/// The fixed text of `unavailable` errors: never a backend's own words.
+pub(crate) const UNAVAILABLE: &str = "a backing service is unavailable; retry later";
+
+pub(crate) fn unavailable(id: Option<Value>) -> ServerFrame {
+    ServerFrame::error("unavailable", UNAVAILABLE, id)
 }
 
 async fn execute(
@@ -304,13 +227,13 @@ fn error_frame(error: CommandError, id: Option<Value>) -> ServerFrame {
     ServerFrame::error(api.code, api.message, id)
 }
 
-/// A live frame for an announced event, with the user it evicts if any.
+/// What an announced event means for the sockets, if anything.
 pub(crate) fn live_frame(
     event_type: &str,
     channel_id: Uuid,
     data: &Value,
     recorded_at: &str,
-) -> Option<(Live, Option<Uuid>)> {
+) -> Option<Announced> {
     let uuid = |k: &str| {
         data.get(k)
             .and_then(Value::as_str)
@@ -353,14 +276,11 @@ pub(crate) fn live_frame(
             seq: seq?,
         },
         "MemberKicked" | "MemberBanned" | "MemberLeft" => {
-            let user = uuid("user_id")?;
-            let frame = ServerFrame::Error {
-                code: "not_a_member".into(),
-                message: "you are no longer a member of this channel".into(),
-                id: None,
-                channel_id: Some(channel_id),
-            };
-            return Some((Live::new(None, &frame), Some(user)));
+            let reason = UnsubscribeReason::of_event(event_type)?;
+            return Some(Announced::Evict {
+                user: uuid("user_id")?,
+                reason,
+            });
         }
         _ => return None,
     };
@@ -370,5 +290,16 @@ pub(crate) fn live_frame(
     } else {
         None
     };
-    Some((Live::new(ordered, &frame), None))
+    Some(Announced::Live(Live::new(ordered, &frame)))
+}
+
+/// What an announced event means for the sockets.
+pub(crate) enum Announced {
+    /// A frame for the channel's subscribers.
+    Live(Live),
+    /// The user's subscriptions to the channel end.
+    Evict {
+        user: Uuid,
+        reason: UnsubscribeReason,
+    },
 }

@@ -3,15 +3,17 @@
 //! pub/sub, and periodic housekeeping (expired presence, socket counts).
 
 use crate::Gateway;
-use crate::commands::live_frame;
+use crate::commands::{Announced, live_frame};
 use crate::frames::ServerFrame;
 use crate::hub::Live;
+use crate::membership::end_subscriptions;
 use broker::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use broker::lapin::types::FieldTable;
 use futures_util::StreamExt;
 use redis_store::LiveEvent;
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -20,7 +22,9 @@ use uuid::Uuid;
 pub(crate) async fn projections(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
-        match consume_projections(&gateway, &mut shutdown).await {
+        let result = consume_projections(&gateway, &mut shutdown).await;
+        gateway.feed_up.store(false, Ordering::Relaxed);
+        match result {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "gateway feed interrupted; reconnecting"),
         }
@@ -75,6 +79,10 @@ async fn consume_projections(
         )
         .await?;
     tracing::info!(queue = %queue.name(), "gateway consuming chat.projections");
+    gateway.feed_up.store(true, Ordering::Relaxed);
+    // Whatever was announced while the queue did not exist is lost to it:
+    // bring every subscription up to the read model's head.
+    tokio::spawn(repair_gaps(gateway.clone()));
     loop {
         let delivery = tokio::select! {
             next = consumer.next() => next,
@@ -108,39 +116,63 @@ fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
         .get("recorded_at")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some((live, evicted)) = live_frame(event_type, channel_id, &event["data"], recorded_at)
-    else {
-        return;
-    };
-    match evicted {
-        None => gateway.hub.dispatch(channel_id, &live, None),
-        Some(user) => {
-            for connection in gateway.hub.evict(channel_id, user) {
-                connection.push(live.frame.clone());
-                let (presence, user, id) =
-                    (gateway.presence.clone(), connection.user_id, connection.id);
-                tokio::spawn(async move {
-                    if let Err(e) = presence.leave(channel_id, user, id).await {
-                        tracing::warn!(error = %e, "presence leave failed");
-                    }
-                });
+    match live_frame(event_type, channel_id, &event["data"], recorded_at) {
+        None => {}
+        Some(Announced::Live(live)) => gateway.hub.dispatch(channel_id, &live, None),
+        Some(Announced::Evict { user, reason }) => {
+            let version = event
+                .get("stream_version")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            end_subscriptions(gateway, channel_id, user, version, reason);
+        }
+    }
+}
+
+/// After a (re)connect of the feed: each subscribed channel's head is read
+/// once from the read model, and every live subscription behind it catches up.
+async fn repair_gaps(gateway: Arc<Gateway>) {
+    for channel in gateway.hub.channels() {
+        match gateway.hub.history.last_seq(channel).await {
+            Ok(head) => gateway.hub.repair(channel, head),
+            Err(e) => {
+                tracing::warn!(error = %e, "gap repair after reconnect failed");
+                return;
             }
         }
     }
 }
 
-/// Delivers presence and typing from Redis pub/sub, resubscribing on failure.
+/// A live feed that hears nothing for this long (not even its own probes,
+/// sent every third of it) is taken for dead and resubscribed.
+const LIVE_SILENCE: Duration = Duration::from_secs(15);
+
+/// Delivers presence and typing from Redis pub/sub, resubscribing on failure
+/// or when the subscription goes silent (B4: a half-open connection).
 pub(crate) async fn live_events(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         match gateway.presence.subscribe().await {
             Ok(stream) => {
                 let mut stream = std::pin::pin!(stream);
+                let mut probe = tokio::time::interval(LIVE_SILENCE / 3);
+                let mut heard = tokio::time::Instant::now();
                 loop {
                     let event = tokio::select! {
                         e = stream.next() => e,
+                        _ = probe.tick() => {
+                            if heard.elapsed() > LIVE_SILENCE {
+                                tracing::warn!("Redis live feed silent; resubscribing");
+                                break;
+                            }
+                            let presence = gateway.presence.clone();
+                            tokio::spawn(async move { presence.probe().await });
+                            continue;
+                        }
                         _ = shutdown.changed() => return,
                     };
                     let Some(event) = event else { break };
+                    heard = tokio::time::Instant::now();
+                    let Some(event) = event else { continue };
                     let (frame, except) = match event {
                         LiveEvent::Presence {
                             channel_id,

@@ -42,6 +42,29 @@ pub enum ClientFrame {
     Ping,
 }
 
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsubscribeReason {
+    /// The client sent `unsubscribe`.
+    Unsubscribed,
+    Left,
+    Kicked,
+    Banned,
+}
+
+impl UnsubscribeReason {
+    /// The reason a membership event ends subscriptions with, if it does.
+    pub fn of_event(event_type: &str) -> Option<Self> {
+        match event_type {
+            "MemberLeft" => Some(Self::Left),
+            "MemberKicked" => Some(Self::Kicked),
+            "MemberBanned" => Some(Self::Banned),
+            _ => None,
+        }
+    }
+}
+
 /// A frame to the client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -56,11 +79,16 @@ pub enum ServerFrame {
         channel_id: Uuid,
         last_seq: u64,
         recovered: bool,
+        /// Users online in the channel, at most the presence limit.
+        online_users: Vec<Uuid>,
+        /// Every user online in the channel.
+        online_count: u64,
     },
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
         channel_id: Uuid,
+        reason: UnsubscribeReason,
     },
     Message {
         channel_id: Uuid,
@@ -197,6 +225,23 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
     pub const TOKEN_EXPIRED: u16 = 4003;
     pub const FRAME_TOO_LARGE: u16 = 4004;
+    pub const TOO_MANY_SOCKETS: u16 = 4005;
+    pub const FLOODING: u16 = 4008;
+    /// The standard code for a server-side failure (history unreadable).
+    pub const SERVER_ERROR: u16 = 1011;
+
+    /// The reason text sent with each code.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            SLOW_CONSUMER => "slow consumer",
+            HEARTBEAT_TIMEOUT => "heartbeat timeout",
+            TOKEN_EXPIRED => "token expired",
+            FRAME_TOO_LARGE => "frame too large",
+            TOO_MANY_SOCKETS => "too many sockets",
+            FLOODING => "flooding",
+            _ => "server error",
+        }
+    }
 }
 
 #[cfg(test)]

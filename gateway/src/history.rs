@@ -3,21 +3,42 @@
 use crate::frames::ServerFrame;
 use crate::hub::Live;
 use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-/// Most messages replayed on subscribe; further back, `recovered: false`
-/// tells the client to page through REST instead.
-pub const MAX_RECOVERY: u64 = 1000;
+/// Default of `CHAT_WS_RECOVERY_LIMIT`: most messages replayed on subscribe;
+/// further back, `recovered: false` tells the client to page through REST.
+pub const DEFAULT_RECOVERY_LIMIT: u64 = 10_000;
+
+/// History queries run at once per instance: a reconnect storm queues here
+/// instead of exhausting the read pool (which also serves HTTP reads).
+const CONCURRENT_READS: usize = 4;
+
+/// seq, message_id, sender_id, content, message_type, created_at, deleted.
+type Row = (
+    i64,
+    Uuid,
+    Uuid,
+    Option<String>,
+    String,
+    chrono::DateTime<chrono::Utc>,
+    bool,
+);
 
 /// Read-model queries of the gateway.
 #[derive(Debug, Clone)]
 pub struct History {
     read: PgPool,
+    reads: Arc<Semaphore>,
 }
 
 impl History {
     pub fn new(read: PgPool) -> Self {
-        Self { read }
+        Self {
+            read,
+            reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
+        }
     }
 
     /// The channel's last seq in the read model (0 before its first message is projected).
@@ -30,20 +51,23 @@ impl History {
         Ok(last.unwrap_or(0).max(0) as u64)
     }
 
-    /// Message frames with seq > `after`, oldest first (a page at most
-    /// `MAX_RECOVERY` long); deleted ones as `message_deleted`.
+    /// Message frames with seq > `after`, oldest first (at most `limit`);
+    /// deleted ones as `message_deleted`.
     pub async fn messages_after(
         &self,
         channel: Uuid,
         after: u64,
+        limit: i64,
     ) -> Result<Vec<Live>, sqlx::Error> {
-        let rows: Vec<(i64, Uuid, Uuid, Option<String>, String, chrono::DateTime<chrono::Utc>, bool)> = sqlx::query_as(
+        let _permit = self.reads.acquire().await;
+        metrics::counter!("ws_history_reads_total").increment(1);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
              WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(channel)
         .bind(after as i64)
-        .bind(MAX_RECOVERY as i64)
+        .bind(limit)
         .fetch_all(&self.read)
         .await?;
         Ok(rows

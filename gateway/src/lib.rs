@@ -3,24 +3,31 @@
 //! command path as HTTP, and receives live pushes. Pushes come from the
 //! projector's `chat.projections` announcements through one exclusive queue
 //! per instance, fanned out in process; presence and typing go through Redis.
+//! Membership is also enforced from the log itself (`membership`), so a lost
+//! announcement never leaves a removed member subscribed.
 
+mod catch_up;
 mod commands;
+mod connection;
 mod feed;
 pub mod frames;
 mod history;
 mod hub;
+mod limits;
+mod membership;
 mod session;
+mod subscribe;
 mod upgrade;
 
-pub use history::MAX_RECOVERY;
+pub use history::DEFAULT_RECOVERY_LIMIT;
 
 use command_service::CommandService;
 use history::History;
 use hub::Hub;
-use redis_store::{Presence, RedisStore};
+use redis_store::{Presence, RedisStore, SocketSlots};
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -31,14 +38,32 @@ pub struct GatewayConfig {
     pub amqp_url: String,
     /// Server pings this often; announced in `welcome`.
     pub heartbeat: Duration,
-    /// A socket silent this long is closed (4002).
+    /// A socket silent this long, or whose writer is stuck this long, is closed.
     pub client_timeout: Duration,
     /// Frames queued for one socket before it counts as a slow consumer (4001).
     pub outbound_capacity: usize,
     /// Largest accepted frame, in bytes.
     pub max_frame_bytes: usize,
+    /// The server's own origins (`CHAT_PUBLIC_URL`), always allowed.
+    pub own_origins: Vec<String>,
     /// Browser origins allowed besides the server's own.
     pub allowed_origins: Vec<String>,
+    /// Most missed messages replayed (`CHAT_WS_RECOVERY_LIMIT`).
+    pub recovery_limit: u64,
+    /// Most user ids in `subscribed.online_users` (`CHAT_WS_PRESENCE_LIMIT`).
+    pub presence_limit: usize,
+    /// Client frames per second per socket (`CHAT_WS_FRAMES_PER_SEC`)...
+    pub frames_per_sec: u32,
+    /// ...with this burst.
+    pub frames_burst: u32,
+    /// One `typing` per channel per socket this often; extra ones are dropped.
+    pub typing_interval: Duration,
+    /// Subscriptions per socket (`CHAT_WS_MAX_SUBSCRIPTIONS`).
+    pub max_subscriptions: usize,
+    /// Sockets per user across instances (`CHAT_WS_MAX_SOCKETS_PER_USER`).
+    pub max_sockets_per_user: usize,
+    /// How often the log is checked for members who left, were kicked or banned.
+    pub membership_interval: Duration,
 }
 
 impl GatewayConfig {
@@ -49,7 +74,16 @@ impl GatewayConfig {
             client_timeout: Duration::from_secs(50),
             outbound_capacity: 256,
             max_frame_bytes: 64 * 1024,
+            own_origins: Vec::new(),
             allowed_origins: Vec::new(),
+            recovery_limit: DEFAULT_RECOVERY_LIMIT,
+            presence_limit: 1000,
+            frames_per_sec: 50,
+            frames_burst: 200,
+            typing_interval: Duration::from_secs(2),
+            max_subscriptions: 500,
+            max_sockets_per_user: 20,
+            membership_interval: Duration::from_millis(500),
         }
     }
 }
@@ -61,8 +95,10 @@ pub struct Gateway {
     hub: Arc<Hub>,
     commands: Arc<CommandService>,
     presence: Presence,
+    slots: SocketSlots,
     redis: RedisStore,
     sockets: AtomicUsize,
+    feed_up: AtomicBool,
 }
 
 impl Gateway {
@@ -72,14 +108,22 @@ impl Gateway {
         commands: Arc<CommandService>,
         redis: RedisStore,
     ) -> Arc<Self> {
+        let presence = Presence::new(redis.clone());
         Arc::new(Self {
             instance_id: Uuid::now_v7(),
+            hub: Hub::new(
+                History::new(read),
+                presence.clone(),
+                config.recovery_limit,
+                config.presence_limit,
+            ),
+            slots: SocketSlots::new(redis.clone(), config.max_sockets_per_user),
             config,
-            hub: Hub::new(History::new(read)),
             commands,
-            presence: Presence::new(redis.clone()),
+            presence,
             redis,
             sockets: AtomicUsize::new(0),
+            feed_up: AtomicBool::new(false),
         })
     }
 
@@ -88,11 +132,19 @@ impl Gateway {
         self.sockets.load(Ordering::Relaxed)
     }
 
+    /// Whether the broker feed is consuming right now (for readiness probes:
+    /// no connection is opened to answer).
+    pub fn feed_connected(&self) -> bool {
+        self.feed_up.load(Ordering::Relaxed)
+    }
+
     /// Starts the background work: the broker feed, the Redis live feed, the
-    /// presence sweeper and the socket-count report. Runs until `shutdown`.
+    /// membership watch, the presence sweeper and the socket-count report.
+    /// Runs until `shutdown`.
     pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         tokio::spawn(feed::projections(self.clone(), shutdown.clone()));
         tokio::spawn(feed::live_events(self.clone(), shutdown.clone()));
+        tokio::spawn(membership::watch(self.clone(), shutdown.clone()));
         tokio::spawn(feed::housekeeping(self.clone(), shutdown));
     }
 }

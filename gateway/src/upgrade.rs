@@ -13,7 +13,7 @@ pub(crate) async fn websocket(
     gateway: web::Data<Arc<Gateway>>,
     jwt: web::Data<JwtConfig>,
 ) -> Result<HttpResponse, ApiError> {
-    check_origin(&req, &gateway.config.allowed_origins)?;
+    check_origin(&req, &gateway.config)?;
     let token = bearer(&req).or_else(|| query_token(&req)).ok_or_else(|| {
         ApiError::unauthorized(
             "missing_token",
@@ -25,9 +25,10 @@ pub(crate) async fn websocket(
         TokenError::Invalid => ApiError::unauthorized("invalid_token", "the token is invalid"),
     })?;
     let (response, ws_session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        tracing::debug!(error = %e, "WebSocket handshake failed");
         ApiError::bad_request(
             "not_a_websocket",
-            format!("WebSocket handshake failed: {e}"),
+            "this is a WebSocket endpoint: upgrade required",
         )
     })?;
     let max = gateway.config.max_frame_bytes;
@@ -59,23 +60,20 @@ fn query_token(req: &HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Browsers send `Origin`; it must be the server's own or in the allowlist.
-/// Clients that send none (not browsers) are not refused for that.
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+/// Browsers send `Origin`; it must be one of the server's own origins
+/// (configured, `CHAT_PUBLIC_URL`: never taken from the request's `Host`,
+/// which the client controls) or in the allowlist, scheme included. Clients
+/// that send none (not browsers) are not refused for that.
+fn check_origin(req: &HttpRequest, config: &crate::GatewayConfig) -> Result<(), ApiError> {
     let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    let host = req.connection_info().host().to_owned();
-    let own = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        == Some(host.as_str());
-    if own
-        || allowed
-            .iter()
-            .any(|a| a == "*" || a.trim_end_matches('/') == origin)
-    {
+    let listed = |list: &[String]| {
+        list.iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    };
+    if listed(&config.own_origins) || listed(&config.allowed_origins) {
         Ok(())
     } else {
         Err(ApiError::forbidden(

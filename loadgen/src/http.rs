@@ -26,6 +26,8 @@ pub fn authority(base: &str) -> anyhow::Result<String> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<u64>,
 }
 
 impl Response {
@@ -155,6 +157,7 @@ async fn read_rest(
         .with_context(|| format!("bad status line {status_line:?}"))?;
     let mut keep_alive = version == "HTTP/1.1";
     let (mut length, mut chunked) = (None::<usize>, false);
+    let mut retry_after = None;
     loop {
         let mut line = String::new();
         if conn.read_line(&mut line).await? == 0 {
@@ -171,6 +174,7 @@ async fn read_rest(
         match name.trim().to_ascii_lowercase().as_str() {
             "content-length" => length = Some(value.parse().context("Content-Length")?),
             "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "retry-after" => retry_after = value.parse().ok(),
             "connection" => {
                 let value = value.to_ascii_lowercase();
                 if value.contains("close") {
@@ -213,7 +217,14 @@ async fn read_rest(
         conn.read_to_end(&mut body).await?;
         keep_alive = false;
     }
-    Ok((Response { status, body }, keep_alive))
+    Ok((
+        Response {
+            status,
+            body,
+            retry_after,
+        },
+        keep_alive,
+    ))
 }
 
 /// Idle keep-alive connections for concurrent tasks.
@@ -253,16 +264,37 @@ pub async fn register(
     password: &str,
 ) -> anyhow::Result<String> {
     let body = serde_json::json!({ "username": username, "password": password });
-    client
-        .request("POST", "/api/users", None, Some(&body))
+    patiently(client, "POST", "/api/users", Some(&body))
         .await?
+        .0
         .expect(201, "register")?;
-    let token = client
-        .request("POST", "/api/auth/token", None, Some(&body))
+    let token = patiently(client, "POST", "/api/auth/token", Some(&body))
         .await?
+        .0
         .expect(200, "token")?;
     token["access_token"]
         .as_str()
         .map(str::to_owned)
         .context("token response without access_token")
+}
+
+/// Sends an unauthenticated request again, after its `Retry-After`, while the
+/// server answers 429 (throttled) or 503 (e.g. its password hashing queue is
+/// full), up to 20 times; returns the last answer and how many were refused.
+pub async fn patiently(
+    client: &mut Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(Response, u32)> {
+    let mut refused = 0;
+    loop {
+        let response = client.request(method, path, None, body).await?;
+        if !matches!(response.status, 429 | 503) || refused == 20 {
+            return Ok((response, refused));
+        }
+        refused += 1;
+        let wait = response.retry_after.unwrap_or(1).clamp(1, 60);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
 }

@@ -77,6 +77,17 @@ pub async fn apply_batch(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // A stream seen for the first time has no row to lock: make one (version
+    // 0) first, so an overlapping transaction on the same new stream waits
+    // for this one instead of applying the same events beside it.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {s}.stream_positions (stream_id, version) SELECT unnest($1::text[]), 0 \
+         ON CONFLICT (stream_id) DO NOTHING"
+    )))
+    .bind(&streams)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| (None, e.into()))?;
     let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT stream_id, version FROM {s}.stream_positions WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE"
     )))
@@ -122,7 +133,7 @@ pub async fn apply_batch(
         let (ids, versions): (Vec<String>, Vec<i64>) = moved.into_iter().unzip();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {s}.stream_positions (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+             ON CONFLICT (stream_id) DO UPDATE SET version = greatest({s}.stream_positions.version, excluded.version)"
         )))
         .bind(&ids)
         .bind(&versions)
@@ -133,39 +144,47 @@ pub async fn apply_batch(
     Ok(outcomes)
 }
 
-/// The events of `recorded`'s stream between `applied` and it, from the log.
+/// Most events read from the log in one statement while healing.
+pub const HEAL_PAGE: i64 = 500;
+
+/// The events of `recorded`'s stream between `applied` and it, from the log:
+/// exactly the gap (bounded in SQL on both sides), read a page at a time.
 async fn missing_before(
     log: &PgEventStore,
     recorded: &RecordedEvent,
     applied: u64,
 ) -> Result<Vec<(RecordedEvent, Event)>, ApplyError> {
-    let missing = log
-        .read_stream(&recorded.stream_id, applied)
-        .await
-        .map_err(ApplyError::Log)?;
-    let missing: Vec<_> = missing
-        .into_iter()
-        .filter(|e| e.stream_version < recorded.stream_version)
-        .collect();
-    let contiguous = missing
-        .iter()
-        .enumerate()
-        .all(|(i, e)| e.stream_version == applied + 1 + i as u64);
-    if !contiguous || missing.len() as u64 != recorded.stream_version - applied - 1 {
-        return Err(ApplyError::Unhealable {
-            stream: recorded.stream_id.clone(),
-            from: applied + 1,
-            to: recorded.stream_version,
-        });
-    }
-    missing
-        .into_iter()
-        .map(|healed| {
+    let unhealable = || ApplyError::Unhealable {
+        stream: recorded.stream_id.clone(),
+        from: applied + 1,
+        to: recorded.stream_version,
+    };
+    let mut missing = Vec::new();
+    let mut next = applied;
+    while next + 1 < recorded.stream_version {
+        let page = log
+            .read_stream_range(
+                &recorded.stream_id,
+                next,
+                recorded.stream_version,
+                HEAL_PAGE,
+            )
+            .await
+            .map_err(ApplyError::Log)?;
+        if page.is_empty() {
+            return Err(unhealable());
+        }
+        for healed in page {
+            if healed.stream_version != next + 1 {
+                return Err(unhealable());
+            }
+            next = healed.stream_version;
             let event =
                 decode_recorded(&healed).map_err(|e| ApplyError::Corrupt(healed.event_id, e))?;
-            Ok((healed, event))
-        })
-        .collect()
+            missing.push((healed, event));
+        }
+    }
+    Ok(missing)
 }
 
 fn change(event: RecordedEvent, decoded: &Event) -> AppliedChange {
@@ -284,6 +303,16 @@ async fn write(
             .bind(role)
             .execute(&mut *tx)
             .await?;
+            if e.role == domain::Role::Owner {
+                // Ownership is transferred (the old owner's step-down is its own event).
+                sqlx::query(sql(format!(
+                    "UPDATE {s}.channels SET owner_id = $2 WHERE channel_id = $1"
+                )))
+                .bind(e.channel_id.0)
+                .bind(e.user_id.0)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         Event::ChannelArchived(e) => {
             sqlx::query(sql(format!(

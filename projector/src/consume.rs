@@ -3,9 +3,9 @@
 //! Reconnects to RabbitMQ with backoff; retries database failures in place so
 //! events are never reordered or dropped.
 
+use crate::EventSchemas;
 use crate::apply::{AppliedChange, ApplyError, Outcome, apply_batch};
 use crate::decode::{Poison, decode_delivery};
-use crate::{EventSchemas, LIVE_PROJECTION};
 use broker::lapin::message::Delivery;
 use broker::lapin::options::ConfirmSelectOptions;
 use broker::lapin::options::{
@@ -14,7 +14,7 @@ use broker::lapin::options::{
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel};
 use domain::Event;
-use event_store::{PgEventStore, RecordedEvent};
+use event_store::{Cursor, PgEventStore, RecordedEvent};
 use futures_util::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -38,7 +38,9 @@ impl ProjectorConfig {
         Self {
             amqp_url: amqp_url.into(),
             presence: None,
-            prefetch: 512,
+            // No more in flight than one batch: every delivery in flight when
+            // the projector dies counts towards the queue's delivery limit.
+            prefetch: 256,
             max_batch: 256,
         }
     }
@@ -66,7 +68,12 @@ struct Projector {
     schemas: Arc<EventSchemas>,
     presence: Option<redis_store::Presence>,
     notifying: Arc<tokio::sync::Semaphore>,
+    /// The checkpoint's commit-order cursor, as last committed.
+    applied: std::sync::Mutex<Cursor>,
 }
+
+/// How often the lag gauge is measured when no batch comes (a hold-back).
+const LAG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the projector until `shutdown` turns true.
 pub async fn run(
@@ -82,21 +89,24 @@ pub async fn run(
         schemas,
         presence: config.presence.clone(),
         notifying: Arc::new(tokio::sync::Semaphore::new(4)),
+        applied: std::sync::Mutex::new(Cursor::START),
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = broker::Backoff::reconnect();
     while !*shutdown.borrow() {
-        match projector.consume(&config, &mut shutdown).await {
+        let started = tokio::time::Instant::now();
+        let wait = match projector.consume(&config, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) => {
+                let wait = backoff.after_term(started.elapsed());
                 metrics::counter!("projector_restarts_total").increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector interrupted; unacked events will be redelivered");
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted; unacked events will be redelivered");
+                wait
             }
-        }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     Ok(())
 }
@@ -115,6 +125,9 @@ impl Projector {
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
         let announcer = connection.create_channel().await?;
+        announcer
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let dead_letters = connection.create_channel().await?;
         dead_letters
             .confirm_select(ConfirmSelectOptions::default())
@@ -129,9 +142,21 @@ impl Projector {
             )
             .await?;
         tracing::info!("projector consuming {}", broker::PROJECTOR_QUEUE);
+        match crate::checkpoint::load(&self.read, &self.log).await {
+            Ok(cursor) => self.set_applied(cursor),
+            Err(e) => {
+                tracing::warn!(error = %e, "projector checkpoint unreadable; lag measured from the start")
+            }
+        }
+        let mut lag_timer = tokio::time::interval(LAG_INTERVAL);
+        lag_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 next = consumer.next() => next,
+                _ = lag_timer.tick() => {
+                    crate::checkpoint::record_lag(&self.log, self.applied()).await;
+                    continue;
+                }
                 _ = shutdown.changed() => return Ok(()),
             };
             let mut batch = vec![first.ok_or(ConsumeError::Cancelled)??];
@@ -184,8 +209,17 @@ impl Projector {
         if let Some((last, _, _)) = good.last() {
             last.acker.ack(BasicAckOptions { multiple: true }).await?;
         }
+        // Published together, then every confirm awaited: one round trip a batch.
+        let mut confirms = Vec::with_capacity(changes.len());
         for change in &changes {
-            announce(announcer, change).await;
+            confirms.extend(announce(announcer, change).await);
+        }
+        for confirm in confirms {
+            match confirm.await {
+                Ok(confirmation) if confirmation.is_ack() => {}
+                Ok(_) => tracing::warn!("the broker refused a projection announcement"),
+                Err(e) => tracing::warn!(error = %e, "a projection announcement was not confirmed"),
+            }
         }
         self.notify(announcer, changes).await;
         Ok(())
@@ -222,6 +256,12 @@ impl Projector {
         &self,
         good: &[(Delivery, RecordedEvent, Event)],
     ) -> Result<Vec<AppliedChange>, (Option<usize>, ApplyError)> {
+        // Long gaps are read from the log and applied before the batch's
+        // transaction opens, so it never sits idle during a log read.
+        let records: Vec<&RecordedEvent> = good.iter().map(|(_, r, _)| r).collect();
+        let mut changes =
+            crate::heal::heal_ahead(&self.read, read_model::LIVE_SCHEMA, &self.log, &records).await;
+        let cursor = crate::checkpoint::cursor_of(&self.log, &records).await;
         let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
         for (_, recorded, _) in good {
             let correlation_id = recorded
@@ -245,8 +285,7 @@ impl Projector {
                 e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
                 e => (None, e),
             })?;
-        let mut changes = Vec::new();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
+        let (mut applied, mut duplicates) = (changes.len() as u64, 0u64);
         for outcome in outcomes {
             match outcome {
                 Outcome::Applied { changes: c, .. } => {
@@ -256,40 +295,36 @@ impl Projector {
                 Outcome::Duplicate => duplicates += 1,
             }
         }
-        if let Some((_, last, _)) = good.iter().max_by_key(|(_, r, _)| r.global_position) {
-            save_checkpoint(&mut tx, last)
+        if let Some(last) = records.iter().max_by_key(|r| r.recorded_at) {
+            crate::checkpoint::save(&mut tx, cursor, last)
                 .await
                 .map_err(|e| (None, e.into()))?;
         }
         tx.commit().await.map_err(|e| (None, e.into()))?;
         metrics::counter!("projector_applied_total").increment(applied);
         metrics::counter!("projector_skipped_duplicates_total").increment(duplicates);
-        if let Some((_, last, _)) = good.last() {
-            let lag = (chrono::Utc::now() - last.recorded_at)
-                .num_milliseconds()
-                .max(0) as f64
-                / 1e3;
-            metrics::gauge!("projector_lag_seconds").set(lag);
+        if let Some(cursor) = cursor {
+            self.set_applied(cursor);
         }
+        crate::checkpoint::record_lag(&self.log, self.applied()).await;
         Ok(changes)
     }
-}
 
-async fn save_checkpoint(
-    tx: &mut sqlx::PgConnection,
-    last: &RecordedEvent,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO rm.checkpoints (projection, global_position, recorded_at, applied_at) VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (projection) DO UPDATE SET global_position = greatest(rm.checkpoints.global_position, excluded.global_position), \
-         recorded_at = greatest(rm.checkpoints.recorded_at, excluded.recorded_at), applied_at = now()",
-    )
-    .bind(LIVE_PROJECTION)
-    .bind(last.global_position)
-    .bind(last.recorded_at)
-    .execute(tx)
-    .await?;
-    Ok(())
+    fn applied(&self) -> Cursor {
+        *self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the in-memory cursor forward (never back: redeliveries).
+    fn set_applied(&self, cursor: Cursor) {
+        let mut applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *applied = (*applied).max(cursor);
+    }
 }
 
 /// Sends a message that can never apply to the dead letters, with the reason
@@ -423,16 +458,17 @@ async fn notify_offline_members(
     }
 }
 
-/// Tells the gateways a change is committed. Best effort: a client that misses
-/// a push sees a `seq` gap and catches up from the read model.
-async fn announce(channel: &Channel, change: &AppliedChange) {
-    let Some(channel_id) = change.channel_id else {
-        return;
-    };
+/// Tells the gateways a change is committed, on a channel with publisher
+/// confirms (the caller awaits them). Still not the record: a client that
+/// misses a push sees a `seq` gap and catches up from the read model, and
+/// gateways enforce membership from the log.
+async fn announce(
+    channel: &Channel,
+    change: &AppliedChange,
+) -> Option<broker::lapin::PublisherConfirm> {
+    let channel_id = change.channel_id?;
     let body = serde_json::json!({ "channel_id": channel_id, "event": change.event });
-    let Ok(body) = serde_json::to_vec(&body) else {
-        return;
-    };
+    let body = serde_json::to_vec(&body).ok()?;
     let published = channel
         .basic_publish(
             broker::PROJECTIONS_EXCHANGE.into(),
@@ -444,7 +480,11 @@ async fn announce(channel: &Channel, change: &AppliedChange) {
                 .with_content_type("application/json".into()),
         )
         .await;
-    if let Err(e) = published {
-        tracing::warn!(error = %e, "could not announce a projection change");
+    match published {
+        Ok(confirm) => Some(confirm),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not announce a projection change");
+            None
+        }
     }
 }

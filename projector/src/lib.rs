@@ -4,8 +4,10 @@
 //! acks after the commit, and announces each change on `chat.projections`.
 
 mod apply;
+mod checkpoint;
 mod consume;
 mod decode;
+mod heal;
 mod validate;
 
 pub use apply::{AppliedChange, ApplyError, Outcome, apply_batch, apply_event};

@@ -11,6 +11,9 @@ pub enum QueryError {
     /// The channel is private and the caller is not a member.
     #[error("this channel is private and you are not a member")]
     NotAMember,
+    /// The caller is banned from the channel (public or not).
+    #[error("you are banned from this channel")]
+    Banned,
     /// The caller may not read the event log.
     #[error("the event history is only for administrators")]
     NotAnAdmin,
@@ -34,6 +37,7 @@ impl From<QueryError> for ApiError {
         match err {
             QueryError::ChannelNotFound => ApiError::not_found("channel_not_found", message),
             QueryError::NotAMember => ApiError::forbidden("not_a_member", message),
+            QueryError::Banned => ApiError::forbidden("banned", message),
             QueryError::NotAnAdmin => ApiError::forbidden("forbidden", message),
             QueryError::InvalidQuery(_) => ApiError::bad_request("invalid_query", message),
             QueryError::InvalidCursor(_) => ApiError::bad_request("invalid_cursor", message),

@@ -7,10 +7,18 @@ use actix_web::web::Bytes;
 use event_store::{Cursor, LogFilter, PgEventStore, RecordedEvent};
 use futures_util::Stream;
 use serde_json::Value;
-use std::convert::Infallible;
 
 /// Events read from the log per round trip.
 pub(crate) const PAGE_SIZE: i64 = 1000;
+
+/// Why an export stopped before its end (the response is aborted).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExportFailed {
+    #[error("the event log failed mid-export: {0}")]
+    Log(sqlx::Error),
+    #[error("an event could not be serialised: {0}")]
+    Encode(serde_json::Error),
+}
 
 /// A running export: where it stands, what is left, and the current page.
 pub(crate) struct Export {
@@ -50,18 +58,24 @@ impl Export {
     }
 
     /// The export as an HTTP body stream. Headers are sent by the time a later
-    /// page fails, so a failure then is logged and ends the body early.
-    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + 'static {
-        futures_util::stream::unfold(self, |mut export| async move {
-            let line = export.next_line().await?;
-            Some((Ok(line), export))
+    /// page fails, so a failure then is logged and yields an error: actix
+    /// drops the connection without the last chunk, and the client sees a
+    /// truncated transfer, never a well-formed shorter file.
+    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, ExportFailed>> + 'static {
+        futures_util::stream::unfold(Some(self), |export| async move {
+            let mut export = export?;
+            match export.next_line().await {
+                Ok(Some(line)) => Some((Ok(line), Some(export))),
+                Ok(None) => None,
+                Err(failed) => Some((Err(failed), None)),
+            }
         })
     }
 
-    async fn next_line(&mut self) -> Option<Bytes> {
+    async fn next_line(&mut self) -> Result<Option<Bytes>, ExportFailed> {
         loop {
             if self.remaining == Some(0) {
-                return self.finish();
+                return Ok(self.finish());
             }
             if let Some(event) = self.page.next() {
                 self.cursor = event.cursor();
@@ -71,20 +85,20 @@ impl Export {
                 return match line(&event) {
                     Ok(bytes) => {
                         self.sent += 1;
-                        Some(bytes)
+                        Ok(Some(bytes))
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, cursor = %self.cursor, "event export: cannot serialise; ending the stream");
-                        None
+                        tracing::error!(error = %e, cursor = %self.cursor, "event export: cannot serialise; aborting the response");
+                        Err(ExportFailed::Encode(e))
                     }
                 };
             }
             if !self.more {
-                return self.finish();
+                return Ok(self.finish());
             }
             if let Err(e) = self.fetch().await {
-                tracing::error!(error = %e, cursor = %self.cursor, sent = self.sent, "event export: the log failed; ending the stream");
-                return None;
+                tracing::error!(error = %e, cursor = %self.cursor, sent = self.sent, "event export: the log failed; aborting the response");
+                return Err(ExportFailed::Log(e));
             }
         }
     }

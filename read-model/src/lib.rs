@@ -117,13 +117,17 @@ CREATE TABLE IF NOT EXISTS {s}.stream_positions (
     version   bigint NOT NULL
 );
 
--- Where each projection stands in the log, for lag reporting.
+-- Where each projection stands in the log, for lag reporting: the commit-order
+-- cursor (transaction_id, global_position) of the latest event applied
+-- (transaction_id 0: written before the cursor was kept; only the position is known).
 CREATE TABLE IF NOT EXISTS {s}.checkpoints (
     projection      text PRIMARY KEY,
     global_position bigint NOT NULL,
     recorded_at     timestamptz NOT NULL,
-    applied_at      timestamptz NOT NULL
+    applied_at      timestamptz NOT NULL,
+    transaction_id  bigint NOT NULL DEFAULT 0
 );
+ALTER TABLE {s}.checkpoints ADD COLUMN IF NOT EXISTS transaction_id bigint NOT NULL DEFAULT 0;
 "#
     )
 }

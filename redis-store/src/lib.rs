@@ -6,8 +6,11 @@
 mod presence;
 mod rate_limit;
 
-pub use presence::{LiveEvent, PRESENCE_TTL, Presence};
+mod sockets;
+
+pub use presence::{LiveEvent, OnlineSnapshot, PRESENCE_TTL, Presence};
 pub use rate_limit::{RateLimited, RateLimiter};
+pub use sockets::SocketSlots;
 
 use redis::aio::ConnectionManager;
 
@@ -23,6 +26,16 @@ pub enum RedisError {
     },
     #[error("Redis: {0}")]
     Command(#[from] redis::RedisError),
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// A connection to Redis with a key prefix (tests give each their own).
@@ -45,7 +58,7 @@ impl RedisStore {
     /// Connects to `url`; every key is prefixed with `prefix` (empty in production).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
         let unreachable = |source| RedisError::Unreachable {
-            url: url.to_owned(),
+            url: redact(url),
             source,
         };
         let client = redis::Client::open(url).map_err(unreachable)?;
@@ -71,6 +84,11 @@ impl RedisStore {
     /// A multiplexed connection that reconnects by itself.
     pub fn connection(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+
+    /// The prefix of every key (empty in production; a test's own in tests).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub(crate) fn key(&self, key: &str) -> String {
@@ -113,5 +131,20 @@ impl RedisStore {
         let mut c = self.connection();
         redis::cmd("PING").query_async::<()>(&mut c).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            super::redact("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(
+            super::redact("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Per-user send rate limits shared by every instance: a token bucket in Redis
-//! (refilled at `rate` per second up to `burst`), updated atomically by a script.
+//! Rate limits shared by every instance: a token bucket in Redis (refilled at
+//! `rate` per second up to `burst`), updated atomically by a script. Per user
+//! for sends; per username and per client address for logins and registrations.
 
 use crate::{RedisError, RedisStore};
 use uuid::Uuid;
@@ -34,11 +35,11 @@ redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
 return {allowed, wait}
 "#;
 
-/// Admits or refuses sends per user.
+/// Admits or refuses sends per user (or any other keyed attempts).
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     store: RedisStore,
-    rate_per_sec: u32,
+    rate_per_sec: f64,
     burst: u32,
 }
 
@@ -46,21 +47,39 @@ impl RateLimiter {
     pub fn new(store: RedisStore, rate_per_sec: u32, burst: u32) -> Self {
         Self {
             store,
-            rate_per_sec: rate_per_sec.max(1),
+            rate_per_sec: f64::from(rate_per_sec.max(1)),
             burst: burst.max(1),
+        }
+    }
+
+    /// `per_minute` attempts a minute per key, refilled evenly, all of them
+    /// available at once to a key unused for a minute.
+    pub fn per_minute(store: RedisStore, per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        Self {
+            store,
+            rate_per_sec: f64::from(per_minute) / 60.0,
+            burst: per_minute,
         }
     }
 
     /// Takes one send from `user`'s bucket, or says how long to wait.
     pub async fn admit(&self, user: Uuid) -> Result<Result<(), RateLimited>, RedisError> {
+        let admitted = self.admit_key(&format!("send:{user}")).await?;
+        metrics::counter!("rate_limit_checks_total", "outcome" => if admitted.is_ok() { "allowed" } else { "limited" }).increment(1);
+        Ok(admitted)
+    }
+
+    /// Takes one attempt from the bucket named `key` (e.g. `login:user:ann`),
+    /// or says how long to wait.
+    pub async fn admit_key(&self, key: &str) -> Result<Result<(), RateLimited>, RedisError> {
         let mut c = self.store.connection();
         let (allowed, wait): (i64, i64) = redis::Script::new(TOKEN_BUCKET)
-            .key(self.store.key(&format!("ratelimit:send:{user}")))
+            .key(self.store.key(&format!("ratelimit:{key}")))
             .arg(self.rate_per_sec)
             .arg(self.burst)
             .invoke_async(&mut c)
             .await?;
-        metrics::counter!("rate_limit_checks_total", "outcome" => if allowed == 1 { "allowed" } else { "limited" }).increment(1);
         Ok(if allowed == 1 {
             Ok(())
         } else {

@@ -365,7 +365,7 @@ fn queues_are_declared_exactly_as_the_design_says() {
                     "x-queue-type": "quorum",
                     "x-single-active-consumer": true,
                     "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                    "x-delivery-limit": 5,
+                    "x-delivery-limit": 100,
                 }),
                 bindings: bindings(&[
                     (EVENTS_EXCHANGE, "chat.channel.#"),

@@ -521,6 +521,10 @@ fn jwt() -> auth::JwtConfig {
     auth::JwtConfig::new(SECRET, "chat", "chat", 3600).expect("jwt config")
 }
 
+fn auth_gate() -> web::Data<command_service::AuthGate> {
+    web::Data::new(command_service::AuthGate::unthrottled().expect("hashing pool"))
+}
+
 /// A response as the checks see it.
 #[derive(Debug)]
 struct Answer {
@@ -776,6 +780,7 @@ async fn command_service_answers_validate_against_the_documented_responses() {
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service)
             .app_data(web::Data::new(jwt()))
+            .app_data(auth_gate())
             .configure(|cfg| service_kit::configure_extractors(cfg, MAX_BODY))
             .configure(command_service::configure),
     )
@@ -827,6 +832,8 @@ async fn command_service_answers_validate_against_the_documented_responses() {
         400
     );
     assert_eq!(malformed.code(), "malformed_json");
+    let (nul, _) = exchange!(login("alice\u{0}", "password123"), 422);
+    assert_eq!(nul.code(), "validation_failed");
 
     // --- channels
     let create = || {
@@ -1170,6 +1177,7 @@ async fn query_service_answers_validate_against_the_documented_responses() {
             .app_data(commands)
             .app_data(queries)
             .app_data(web::Data::new(jwt()))
+            .app_data(auth_gate())
             .configure(|cfg| service_kit::configure_extractors(cfg, MAX_BODY))
             .configure(command_service::configure)
             .configure(query_service::configure),

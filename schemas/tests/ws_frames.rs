@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use command_service::CommandError;
 use domain::DomainError;
-use gateway::frames::{ClientFrame, ServerFrame, close, parse_client_frame};
+use gateway::frames::{ClientFrame, ServerFrame, UnsubscribeReason, close, parse_client_frame};
 use serde_json::{Value, json};
 use service_kit::ApiError;
 use uuid::Uuid;
@@ -173,10 +173,13 @@ fn server_type(frame: &ServerFrame) -> &'static str {
             channel_id: _,
             last_seq: _,
             recovered: _,
+            online_users: _,
+            online_count: _,
         } => "subscribed",
         ServerFrame::Unsubscribed {
             id: _,
             channel_id: _,
+            reason: _,
         } => "unsubscribed",
         ServerFrame::Message {
             channel_id: _,
@@ -372,12 +375,31 @@ fn server_frames() -> Vec<ServerFrame> {
             seq: 9,
         },
         // A subscription ended because the user left, was kicked or banned.
-        ServerFrame::Error {
-            code: "not_a_member".into(),
-            message: "you are no longer a member of this channel".into(),
+        ServerFrame::Unsubscribed {
             id: None,
-            channel_id: Some(channel_id),
+            channel_id,
+            reason: UnsubscribeReason::Left,
         },
+        ServerFrame::Unsubscribed {
+            id: None,
+            channel_id,
+            reason: UnsubscribeReason::Kicked,
+        },
+        ServerFrame::Unsubscribed {
+            id: None,
+            channel_id,
+            reason: UnsubscribeReason::Banned,
+        },
+        // The gateway could not keep the stream gap-free: re-fetch, then live.
+        ServerFrame::Subscribed {
+            id: None,
+            channel_id,
+            last_seq: 20_000,
+            recovered: false,
+            online_users: vec![],
+            online_count: 0,
+        },
+        ServerFrame::error("rate_limited", "too many frames: slow down", None),
         ServerFrame::error("unsupported_frame", "frames are JSON text", None),
         ServerFrame::error("frame_too_large", "frames are limited to 65536 bytes", None),
     ];
@@ -388,16 +410,27 @@ fn server_frames() -> Vec<ServerFrame> {
                 channel_id,
                 last_seq: 0,
                 recovered: false,
+                online_users: vec![],
+                online_count: 0,
             },
             ServerFrame::Subscribed {
                 id: id.clone(),
                 channel_id,
                 last_seq: 1200,
                 recovered: true,
+                online_users: vec![user_id, Uuid::nil()],
+                online_count: 1500,
             },
             ServerFrame::Unsubscribed {
                 id: id.clone(),
                 channel_id,
+                reason: UnsubscribeReason::Unsubscribed,
+            },
+            ServerFrame::Error {
+                code: "too_many_subscriptions".into(),
+                message: "at most 500 subscriptions per socket".into(),
+                id: id.clone(),
+                channel_id: Some(channel_id),
             },
             ServerFrame::Pong { id: id.clone() },
             // send
@@ -1206,7 +1239,7 @@ fn server_schemas_refuse_out_of_range_values() {
             .expect("an object")
             .clone()
     };
-    let cases: [(&str, &str, Value, &str); 12] = [
+    let cases: [(&str, &str, Value, &str); 16] = [
         ("message", "seq", json!(0), "message seqs start at 1"),
         ("message", "seq", json!(-1), "seqs are not negative"),
         ("message", "seq", json!(1.5), "seqs are integers"),
@@ -1249,6 +1282,30 @@ fn server_schemas_refuse_out_of_range_values() {
             "recovered is a boolean",
         ),
         ("presence", "online", json!(1), "online is a boolean"),
+        (
+            "subscribed",
+            "online_count",
+            json!(-1),
+            "a count is not negative",
+        ),
+        (
+            "subscribed",
+            "online_users",
+            json!(["not-a-uuid"]),
+            "online users are uuids",
+        ),
+        (
+            "unsubscribed",
+            "reason",
+            json!("bored"),
+            "reasons are left, kicked, banned or unsubscribed",
+        ),
+        (
+            "subscribed",
+            "online_users",
+            json!([Uuid::nil(), Uuid::nil()]),
+            "online users are listed once",
+        ),
     ];
     for (frame_type, key, value, why) in cases {
         let mut frame = first(frame_type);
@@ -1305,6 +1362,8 @@ fn close_codes_are_the_gateways() {
         (close::HEARTBEAT_TIMEOUT, "heartbeat_timeout"),
         (close::TOKEN_EXPIRED, "token_expired"),
         (close::FRAME_TOO_LARGE, "frame_too_large"),
+        (close::TOO_MANY_SOCKETS, "too_many_sockets"),
+        (close::FLOODING, "flooding"),
     ]
     .into_iter()
     .map(|(code, title)| (u64::from(code), title.to_owned()))
@@ -1317,7 +1376,7 @@ fn close_codes_are_the_gateways() {
     for bad in [
         json!(1000),
         json!(4000),
-        json!(4005),
+        json!(4006),
         json!("4001"),
         json!(4001.5),
     ] {

@@ -33,6 +33,10 @@ pub struct Settings {
     pub banned_words: Vec<String>,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Registrations and logins per minute per username and per client address.
+    pub auth_attempts_per_min: u32,
+    /// The WebSocket gateway's limits and own origin (`CHAT_WS_*`, `CHAT_PUBLIC_URL`).
+    pub ws: WsSettings,
 }
 
 /// A setting that is present but unusable.
@@ -140,7 +144,86 @@ impl Settings {
             banned_words: list("CHAT_BANNED_WORDS"),
             max_body_bytes: number(&lookup, "CHAT_MAX_BODY_BYTES", 64 * 1024)?,
             log_format,
+            auth_attempts_per_min: number(&lookup, "CHAT_AUTH_ATTEMPTS_PER_MIN", 30)?,
+            ws: WsSettings::from_lookup(&lookup)?,
         })
+    }
+}
+
+/// The WebSocket gateway's settings (DESIGN.md §7, §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// `CHAT_WS_RECOVERY_LIMIT`: most missed messages replayed on resume.
+    pub recovery_limit: u64,
+    /// `CHAT_WS_PRESENCE_LIMIT`: most user ids in `subscribed.online_users`.
+    pub presence_limit: usize,
+    /// `CHAT_WS_FRAMES_PER_SEC`: client frames per second per socket (burst 4×).
+    pub frames_per_sec: u32,
+    /// `CHAT_WS_MAX_SUBSCRIPTIONS`: subscriptions per socket.
+    pub max_subscriptions: usize,
+    /// `CHAT_WS_MAX_SOCKETS_PER_USER`: sockets per user across instances.
+    pub max_sockets_per_user: usize,
+    /// `CHAT_PUBLIC_URL`: the server's own origin, as browsers see it.
+    pub public_url: Option<String>,
+}
+
+impl WsSettings {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        fn number<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, SettingsError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| SettingsError {
+                    name,
+                    value,
+                    reason: "not a number",
+                }),
+            }
+        }
+        let public_url = match lookup("CHAT_PUBLIC_URL").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                let origin_like = url.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+                });
+                if !origin_like {
+                    return Err(SettingsError {
+                        name: "CHAT_PUBLIC_URL",
+                        value: url,
+                        reason: "expected an origin such as https://chat.example.com",
+                    });
+                }
+                Some(url)
+            }
+        };
+        Ok(Self {
+            recovery_limit: number(lookup, "CHAT_WS_RECOVERY_LIMIT", 10_000)?,
+            presence_limit: number(lookup, "CHAT_WS_PRESENCE_LIMIT", 1000)?,
+            frames_per_sec: number(lookup, "CHAT_WS_FRAMES_PER_SEC", 50)?,
+            max_subscriptions: number(lookup, "CHAT_WS_MAX_SUBSCRIPTIONS", 500)?,
+            max_sockets_per_user: number(lookup, "CHAT_WS_MAX_SOCKETS_PER_USER", 20)?,
+            public_url,
+        })
+    }
+
+    /// The server's own origins for a server listening on `addr`:
+    /// `CHAT_PUBLIC_URL` if set, else `http://{addr}` and, on loopback,
+    /// `http://localhost:{port}` too. Never derived from a request.
+    pub fn own_origins(&self, addr: &str) -> Vec<String> {
+        if let Some(url) = &self.public_url {
+            return vec![url.clone()];
+        }
+        let mut origins = vec![format!("http://{addr}")];
+        if let Ok(socket) = addr.parse::<std::net::SocketAddr>()
+            && socket.ip().is_loopback()
+        {
+            origins.push(format!("http://localhost:{}", socket.port()));
+        }
+        origins
     }
 }
 
@@ -159,6 +242,21 @@ mod tests {
             (20, 100, 4000)
         );
         assert!(s.jwt_secret.is_none());
+        assert_eq!(s.auth_attempts_per_min, 30);
+    }
+
+    #[test]
+    fn the_auth_throttle_is_configurable() {
+        let s = Settings::from_lookup(|k| {
+            (k == "CHAT_AUTH_ATTEMPTS_PER_MIN").then(|| "120".to_string())
+        })
+        .expect("valid");
+        assert_eq!(s.auth_attempts_per_min, 120);
+        let err = Settings::from_lookup(|k| {
+            (k == "CHAT_AUTH_ATTEMPTS_PER_MIN").then(|| "many".to_string())
+        })
+        .expect_err("invalid");
+        assert_eq!(err.name, "CHAT_AUTH_ATTEMPTS_PER_MIN");
     }
 
     #[test]
@@ -179,6 +277,43 @@ mod tests {
                 .sub,
             id
         );
+    }
+
+    #[test]
+    fn websocket_settings_have_defaults_and_an_own_origin_never_from_a_request() {
+        let s = Settings::from_lookup(|_| None).expect("defaults");
+        assert_eq!(
+            (
+                s.ws.recovery_limit,
+                s.ws.presence_limit,
+                s.ws.frames_per_sec,
+                s.ws.max_subscriptions,
+                s.ws.max_sockets_per_user
+            ),
+            (10_000, 1000, 50, 500, 20)
+        );
+        assert_eq!(
+            s.ws.own_origins("127.0.0.1:8080"),
+            vec!["http://127.0.0.1:8080", "http://localhost:8080"]
+        );
+        assert_eq!(s.ws.own_origins("10.0.0.5:80"), vec!["http://10.0.0.5:80"]);
+        let public = Settings::from_lookup(|k| {
+            (k == "CHAT_PUBLIC_URL").then(|| "https://chat.example.com/".to_string())
+        })
+        .expect("valid");
+        assert_eq!(
+            public.ws.own_origins("127.0.0.1:8080"),
+            vec!["https://chat.example.com"]
+        );
+        let bad = Settings::from_lookup(|k| {
+            (k == "CHAT_PUBLIC_URL").then(|| "chat.example.com/path".to_string())
+        })
+        .expect_err("not an origin");
+        assert_eq!(bad.name, "CHAT_PUBLIC_URL");
+        let bad =
+            Settings::from_lookup(|k| (k == "CHAT_WS_FRAMES_PER_SEC").then(|| "fast".to_string()))
+                .expect_err("not a number");
+        assert_eq!(bad.name, "CHAT_WS_FRAMES_PER_SEC");
     }
 
     #[test]

@@ -47,6 +47,10 @@ enum RelayError {
     Amqp(#[from] broker::lapin::Error),
     #[error("RabbitMQ refused to confirm event {0}")]
     Nacked(uuid::Uuid),
+    #[error(
+        "no queue took event {0} (is the projector's queue gone?); declaring the topology again"
+    )]
+    Unroutable(uuid::Uuid),
     #[error("encoding an event: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("lost the relay lock")]
@@ -56,20 +60,22 @@ enum RelayError {
 /// Runs the relay until `shutdown` turns true, reconnecting to Postgres and
 /// RabbitMQ with backoff whenever either fails.
 pub async fn run(pool: PgPool, config: RelayConfig, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = broker::Backoff::reconnect();
     while !*shutdown.borrow() {
-        match lead(&pool, &config, &mut shutdown).await {
+        let started = tokio::time::Instant::now();
+        let wait = match lead(&pool, &config, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
+                let wait = backoff.after_term(started.elapsed());
                 metrics::counter!("relay_restarts_total").increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; resuming from its checkpoint");
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "relay interrupted; resuming from its checkpoint");
+                wait
             }
-        }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -116,11 +122,15 @@ async fn publish_loop(
             cursor = next;
             metrics::counter!("relay_published_total").increment(batch.len() as u64);
             metrics::gauge!("relay_checkpoint_position").set(next.global_position as f64);
-            metrics::gauge!("relay_lag_seconds")
-                .set((chrono::Utc::now() - last.recorded_at).num_milliseconds() as f64 / 1e3);
-            if batch.len() as i64 == config.batch_size {
-                continue;
-            }
+        }
+        // Measured every round, published or not: while an open transaction
+        // holds the relay back, nothing is published and the lag must grow.
+        let oldest = store.oldest_recorded_after(cursor).await?;
+        metrics::gauge!("relay_lag_seconds").set(oldest.map_or(0.0, |at| {
+            (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1e3
+        }));
+        if batch.len() as i64 == config.batch_size {
+            continue;
         }
         // Caught up: sleep until a commit is announced, or poll.
         tokio::select! {

@@ -1,10 +1,15 @@
 //! Publishing a batch with publisher confirms: every event of the batch is
 //! sent, then every confirm awaited; one nack fails the batch (it is resent).
+//! Publishes are mandatory: an event meant for the projector that no queue
+//! took (its queue was deleted under a running relay) comes back with its ack
+//! and fails the batch too, so the checkpoint never moves past it; the next
+//! term declares the topology again and resends. A key no binding matches
+//! (no consumer wants that event) is not held against the batch.
 
 use super::RelayError;
 use broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
-use broker::lapin::{BasicProperties, Channel, Connection};
+use broker::lapin::{BasicProperties, Channel, Confirmation, Connection};
 use event_store::RecordedEvent;
 
 /// A confirm-mode channel with the topology declared.
@@ -29,24 +34,33 @@ impl Publisher {
         let mut confirms = Vec::with_capacity(batch.len());
         for event in batch {
             let body = serde_json::to_vec(event)?;
+            let routing_key = broker::routing_key(&event.stream_id, &event.event_type);
+            let wanted = broker::projector_takes(&routing_key);
             let confirm = self
                 .channel
                 .basic_publish(
                     broker::EVENTS_EXCHANGE.into(),
-                    broker::routing_key(&event.stream_id, &event.event_type).into(),
+                    routing_key.into(),
                     BasicPublishOptions {
-                        mandatory: false,
+                        mandatory: true,
                         ..Default::default()
                     },
                     &body,
                     properties(event),
                 )
                 .await?;
-            confirms.push((event.event_id, confirm));
+            confirms.push((event.event_id, wanted, confirm));
         }
-        for (event_id, confirm) in confirms {
-            if !confirm.await?.is_ack() {
-                return Err(RelayError::Nacked(event_id));
+        for (event_id, wanted, confirm) in confirms {
+            match confirm.await? {
+                Confirmation::Ack(None) => {}
+                // Returned: no queue took it. The projector's missing queue
+                // fails the batch; a key no binding ever matched is nobody's.
+                Confirmation::Ack(Some(_)) if wanted => {
+                    return Err(RelayError::Unroutable(event_id));
+                }
+                Confirmation::Ack(Some(_)) => {}
+                _ => return Err(RelayError::Nacked(event_id)),
             }
         }
         Ok(())

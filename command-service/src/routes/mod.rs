@@ -31,8 +31,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/channels/{id}/read"),
 ];
 
-/// Mounts every command route. The host registers `web::Data<CommandService>`
-/// and `web::Data<auth::JwtConfig>`, and `service_kit::configure_extractors`.
+/// Mounts every command route. The host registers `web::Data<CommandService>`,
+/// `web::Data<auth::JwtConfig>` and `web::Data<AuthGate>` (one per process),
+/// and `service_kit::configure_extractors`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/users", web::post().to(users::register))
         .route("/api/auth/token", web::post().to(users::issue_token))

@@ -1,8 +1,14 @@
 //! Registration and login. The user's events go to the log; the password hash
 //! goes to `user_credentials` in the same transaction, after the event insert.
+//!
+//! Before any database or hash: the text rules (DESIGN.md §6), the username,
+//! display name and password rules, then the throttle per client address and
+//! per username (§7). Hashes run on the [`AuthGate`]'s pool, whose queue is
+//! bounded: a burst gets 503 with `Retry-After`, never unbounded memory.
 
 use super::context;
 use crate::CommandError;
+use crate::auth_gate::{Attempt, AuthGate, Refusal};
 use crate::executor::{CommandService, Executed, to_new_events};
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth::{JwtConfig, PasswordError};
@@ -22,11 +28,13 @@ pub(super) struct Register {
 
 pub(super) async fn register(
     service: web::Data<CommandService>,
+    gate: web::Data<AuthGate>,
     request_id: RequestId,
     req: HttpRequest,
     body: web::Json<Register>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Refusal> {
     let body = body.into_inner();
+    refuse_bad_text(&body.username, &body.password, body.display_name.as_deref())?;
     let user_id = UserId::new();
     // The new user is the actor of their own registration.
     let actor = AuthUser {
@@ -41,9 +49,6 @@ pub(super) async fn register(
             .and_then(|k| k.to_str().ok())
             .map(|k| format!("reg:{}:{k}", body.username.to_lowercase())),
     );
-    if let Some(Executed::Replayed { first, .. }) = service.replay(&ctx, "UserRegistered").await? {
-        return Ok(HttpResponse::Created().json(json!({ "user_id": first.data.get("user_id") })));
-    }
     let events = User::decide(
         None,
         RegisterUser {
@@ -53,16 +58,17 @@ pub(super) async fn register(
         },
     )
     .map_err(CommandError::Rejected)?;
-    let password = body.password;
-    let hash = hashing(move || auth::hash_password(&password))
+    auth::check_password(&body.password).map_err(|e| password_refused(&gate, e))?;
+    gate.admit(Attempt::Register, &body.username, peer(&req))
+        .await?;
+    if let Some(Executed::Replayed { first, .. }) = service.replay(&ctx, "UserRegistered").await? {
+        return Ok(HttpResponse::Created().json(json!({ "user_id": first.data.get("user_id") })));
+    }
+    let hash = gate
+        .hashes()
+        .hash(body.password)
         .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| match e {
-            PasswordError::TooShort | PasswordError::TooLong => {
-                ApiError::unprocessable("validation_failed", format!("invalid password: {e}"))
-            }
-            PasswordError::Hash(_) => ApiError::internal(&e),
-        })?;
+        .map_err(|e| password_refused(&gate, e))?;
 
     let store = service.store();
     let mut tx = store.pool().begin().await.map_err(CommandError::Store)?;
@@ -87,7 +93,7 @@ pub(super) async fn register(
             };
         }
         Err(AppendError::Database(e)) => return Err(CommandError::Store(e).into()),
-        Err(e) => return Err(ApiError::internal(&e)),
+        Err(e) => return Err(ApiError::internal(&e).into()),
     }
     let inserted = sqlx::query(
         "INSERT INTO user_credentials (user_id, username, password_hash) VALUES ($1, $2, $3)",
@@ -103,10 +109,7 @@ pub(super) async fn register(
             if e.as_database_error()
                 .is_some_and(|d| d.is_unique_violation()) =>
         {
-            return Err(ApiError::conflict(
-                "username_taken",
-                "this username is taken",
-            ));
+            return Err(ApiError::conflict("username_taken", "this username is taken").into());
         }
         Err(e) => return Err(CommandError::Store(e).into()),
     }
@@ -123,37 +126,45 @@ pub(super) struct Login {
     password: String,
 }
 
-/// A hash of a random password, verified against when the user is unknown so
-/// that unknown and known usernames take the same time.
-static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    auth::hash_password(&Uuid::new_v4().to_string()).unwrap_or_default()
-});
-
 pub(super) async fn issue_token(
     service: web::Data<CommandService>,
+    gate: web::Data<AuthGate>,
     jwt: web::Data<JwtConfig>,
+    req: HttpRequest,
     body: web::Json<Login>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Refusal> {
     let body = body.into_inner();
+    refuse_bad_text(&body.username, &body.password, None)?;
+    let refused = || {
+        Refusal::from(ApiError::unauthorized(
+            "invalid_credentials",
+            "unknown username or wrong password",
+        ))
+    };
+    // A name registration would refuse names nobody: no lookup, no hash.
+    if !registrable(&body.username) {
+        return Err(refused());
+    }
+    gate.admit(Attempt::Login, &body.username, peer(&req))
+        .await?;
     let row: Option<(Uuid, String, String)> =
         sqlx::query_as("SELECT user_id, username, password_hash FROM user_credentials WHERE lower(username) = lower($1)")
             .bind(&body.username)
             .fetch_optional(service.store().pool())
             .await
             .map_err(CommandError::Store)?;
-    let (user_id, username, hash) = match row {
-        Some(found) => found,
-        None => (Uuid::nil(), String::new(), DECOY_HASH.clone()),
+    // An unknown user is checked against a decoy: the same time, never a match.
+    let (user_id, username, stored) = match row {
+        Some((id, name, hash)) => (id, name, Some(hash)),
+        None => (Uuid::nil(), String::new(), None),
     };
-    let password = body.password;
-    let matches = hashing(move || auth::verify_password(&password, &hash))
+    let matches = gate
+        .hashes()
+        .verify(body.password, stored)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| password_refused(&gate, e))?;
     if !matches || user_id.is_nil() {
-        return Err(ApiError::unauthorized(
-            "invalid_credentials",
-            "unknown username or wrong password",
-        ));
+        return Err(refused());
     }
     let issued = jwt.issue(user_id, &username);
     Ok(HttpResponse::Ok().json(json!({
@@ -163,14 +174,56 @@ pub(super) async fn issue_token(
     })))
 }
 
-/// Argon2 takes ~19 MiB and tens of milliseconds per hash. Running at most two
-/// at a time bounds that memory (and the allocator arenas that keep it) under a
-/// burst of registrations or logins, and leaves the cores to everything else.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// DESIGN.md §6 "Text input": no field carries U+0000, and names (the username,
+/// the display name) no control character at all; refused before anything
+/// reaches a database or a hash.
+fn refuse_bad_text(
+    username: &str,
+    password: &str,
+    display_name: Option<&str>,
+) -> Result<(), ApiError> {
+    let invalid = |field: &str, rule: &str| {
+        ApiError::unprocessable("validation_failed", format!("invalid {field}: {rule}"))
+    };
+    for (field, name) in [("username", Some(username)), ("display_name", display_name)] {
+        if name.is_some_and(|name| name.chars().any(char::is_control)) {
+            return Err(invalid(field, "must not contain control characters"));
+        }
+    }
+    if password.contains('\0') {
+        return Err(invalid("password", "must not contain U+0000"));
+    }
+    Ok(())
+}
 
-async fn hashing<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let _permit = HASHING.acquire().await.map_err(|e| e.to_string())?;
-    web::block(work).await.map_err(|e| e.to_string())
+/// Whether registration would accept `username` (the domain's rule, not a copy of it).
+fn registrable(username: &str) -> bool {
+    User::decide(
+        None,
+        RegisterUser {
+            user_id: UserId::new(),
+            username: username.to_owned(),
+            display_name: None,
+        },
+    )
+    .is_ok()
+}
+
+/// The client's address: the TCP peer. `X-Forwarded-For` is not trusted (any
+/// client could set it to escape the throttle); behind a proxy every client
+/// shares the proxy's address, and the per-username limit still holds.
+fn peer(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|addr| addr.ip())
+}
+
+/// A password error as an answer: a rule is 422, a full pool 503 with `Retry-After`.
+fn password_refused(gate: &AuthGate, error: PasswordError) -> Refusal {
+    match error {
+        PasswordError::TooShort | PasswordError::TooLong | PasswordError::Nul => {
+            ApiError::unprocessable("validation_failed", format!("invalid password: {error}"))
+                .into()
+        }
+        PasswordError::Busy(busy) => gate.busy(busy),
+        PasswordError::Hash(_) => ApiError::internal(&error).into(),
+    }
 }

@@ -3,9 +3,10 @@
 use actix_http::Request;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, middleware, test, web};
-use command_service::CommandService;
+use command_service::{AuthGate, CommandService};
 use domain::MessagePolicy;
 use event_store::PgEventStore;
+use redis_store::{RateLimiter, RedisStore};
 use serde_json::{Value, json};
 use test_support::TestDb;
 use uuid::Uuid;
@@ -20,26 +21,46 @@ pub fn jwt() -> auth::JwtConfig {
 pub struct TestApp<S> {
     pub db: TestDb,
     pub app: S,
+    /// The hashing pool and throttle (its counter proves what was hashed).
+    pub gate: web::Data<AuthGate>,
 }
 
 pub async fn spawn()
 -> TestApp<impl Service<Request, Response = ServiceResponse, Error = actix_web::Error>> {
+    spawn_with(AuthGate::unthrottled().expect("hashing pool")).await
+}
+
+/// An app whose registrations and logins go through `gate`.
+pub async fn spawn_with(
+    gate: AuthGate,
+) -> TestApp<impl Service<Request, Response = ServiceResponse, Error = actix_web::Error>> {
     let db = TestDb::new_event_log().await;
     let policy = MessagePolicy::new(4000, ["darn"]);
     let service = web::Data::new(CommandService::new(
         PgEventStore::new(db.pool.clone()),
         policy,
     ));
+    let gate = web::Data::new(gate);
     let app = test::init_service(
         App::new()
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service)
             .app_data(web::Data::new(jwt()))
+            .app_data(gate.clone())
             .configure(|cfg| service_kit::configure_extractors(cfg, MAX_BODY))
             .configure(command_service::configure),
     )
     .await;
-    TestApp { db, app }
+    TestApp { db, app, gate }
+}
+
+/// A throttle of `per_minute` attempts on a Redis key prefix of this test's own.
+pub async fn throttle(per_minute: u32) -> RateLimiter {
+    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let redis = RedisStore::connect(&test_support::redis_url(), &prefix)
+        .await
+        .expect("redis");
+    RateLimiter::per_minute(redis, per_minute)
 }
 
 /// A response reduced to what tests look at.
@@ -47,6 +68,7 @@ pub async fn spawn()
 pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -63,11 +85,13 @@ where
     pub async fn call(&self, req: test::TestRequest) -> Answer {
         let res = test::call_service(&self.app, req.to_request()).await;
         let status = res.status().as_u16();
-        let etag = res
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let (etag, retry_after) = (header("etag"), header("retry-after"));
         let bytes = test::read_body(res).await;
         let body = if bytes.is_empty() {
             Value::Null
@@ -75,7 +99,12 @@ where
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Answer { status, etag, body }
+        Answer {
+            status,
+            etag,
+            retry_after,
+            body,
+        }
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {

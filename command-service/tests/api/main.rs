@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth_and_input;
+mod auth_limits;
 mod channels;
 mod concurrency;
 mod idempotency;

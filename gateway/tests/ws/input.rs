@@ -119,10 +119,10 @@ async fn private_channels_and_kicked_members() {
     stack
         .command(owner, channel, ChannelCommand::Kick { user_id: bob })
         .await;
-    let (evicted, _) = member.until("error").await;
+    let (evicted, _) = member.until("unsubscribed").await;
     assert_eq!(
-        (evicted["code"].clone(), evicted["channel_id"].clone()),
-        (json!("not_a_member"), json!(channel.0))
+        (evicted["reason"].clone(), evicted["channel_id"].clone()),
+        (json!("kicked"), json!(channel.0))
     );
     stack.send(owner, channel, "after the kick").await;
     stack.wait_seq(channel, 2).await;
@@ -152,4 +152,47 @@ pub async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("condition not met in 10 s");
+}
+
+/// The server's own origin is configured (`CHAT_PUBLIC_URL`), never taken
+/// from the client's `Host` header: a DNS-rebinding page that sends a `Host`
+/// matching its own origin is refused, and so is the right host on the
+/// wrong scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_own_origin_comes_from_configuration_not_from_the_host_header() {
+    let stack = Stack::new().await;
+    let (addr, _) = stack
+        .gateway(|c| c.own_origins = vec!["https://chat.example".into()])
+        .await;
+    let user = UserId::new();
+    let attempt = |origin: &'static str, host: Option<&'static str>| {
+        let mut request = format!("ws://{addr}/ws?access_token={}", token(user))
+            .into_client_request()
+            .expect("req");
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("header"));
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert("Host", host.parse().expect("header"));
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    let status = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
+    };
+    assert_eq!(status(attempt("https://chat.example", None).await), 101);
+    assert_eq!(
+        status(attempt("http://evil.example:8080", Some("evil.example:8080")).await),
+        403,
+        "a Host header the client chose does not make its origin ours"
+    );
+    assert_eq!(
+        status(attempt("http://chat.example", Some("chat.example")).await),
+        403,
+        "the scheme is part of the origin"
+    );
 }

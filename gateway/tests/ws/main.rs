@@ -6,4 +6,6 @@ mod helpers;
 mod cluster;
 mod input;
 mod limits;
+mod membership;
+mod presence;
 mod resume;

@@ -78,27 +78,118 @@ async fn reconnecting_with_after_seq_misses_nothing_and_repeats_nothing() {
     );
 }
 
+/// A client 5,000 messages behind gets all of them, in order, once, at the
+/// pace it reads (a queue of 256 frames never overflows), then live ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn too_far_behind_is_not_recovered() {
+async fn resume_of_5000_missed_messages_replays_all_in_order_then_live() {
+    const MISSED: u64 = 5000;
     let stack = Stack::new().await;
-    let (addr, _) = stack.gateway(|_| {}).await;
+    let (addr, gateway) = stack.gateway(|_| {}).await;
+    let (ann, bob) = (UserId::new(), UserId::new());
+    let channel = stack.channel(ann, ChannelKind::Public, &[bob]).await;
+    for n in 0..MISSED {
+        stack.send(ann, channel, &format!("m{n}")).await;
+    }
+    stack.wait_seq(channel, MISSED).await;
+
+    let mut client = Client::connect(&addr, bob).await;
+    let subscribed = client.subscribe(channel, Some(0)).await;
+    assert_eq!(
+        (
+            subscribed["recovered"].clone(),
+            subscribed["last_seq"].clone()
+        ),
+        (serde_json::json!(true), serde_json::json!(MISSED))
+    );
+    let mut seqs = Vec::new();
+    while seqs.len() < MISSED as usize {
+        let frame = client.next_frame().await;
+        if frame["type"] == "message" {
+            seqs.push(frame["seq"].as_u64().expect("seq"));
+        }
+    }
+    let expected: Vec<u64> = (1..=MISSED).collect();
+    assert_eq!(seqs, expected, "every missed message once, in order");
+    stack.send(ann, channel, "live").await;
+    let (live, _) = client.until("message").await;
+    assert_eq!(
+        (live["seq"].clone(), live["content"].clone()),
+        (serde_json::json!(MISSED + 1), serde_json::json!("live"))
+    );
+    assert_eq!(gateway.sockets(), 1, "the reader was never closed");
+}
+
+/// Further behind than the recovery window: `recovered: false`, nothing
+/// replayed, live from the current seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resume_past_the_window_replays_nothing_and_goes_live() {
+    const WINDOW: u64 = 50;
+    let stack = Stack::new().await;
+    let (addr, _) = stack.gateway(|c| c.recovery_limit = WINDOW).await;
     let ann = UserId::new();
     let channel = stack.channel(ann, ChannelKind::Public, &[]).await;
-    for _ in 0..(gateway::MAX_RECOVERY + 5) {
+    for _ in 0..(WINDOW + 10) {
         stack.send(ann, channel, "x").await;
     }
-    stack.wait_seq(channel, gateway::MAX_RECOVERY + 5).await;
+    stack.wait_seq(channel, WINDOW + 10).await;
     let mut client = Client::connect(&addr, ann).await;
-    let subscribed = client.subscribe(channel, Some(1)).await;
+    let subscribed = client.subscribe(channel, Some(5)).await;
     assert_eq!(
         subscribed["recovered"], false,
         "the client must refetch over REST"
     );
-    assert_eq!(subscribed["last_seq"], gateway::MAX_RECOVERY + 5);
+    assert_eq!(subscribed["last_seq"], WINDOW + 10);
+    // Exactly at the window's edge it is still recovered (on another socket).
+    let mut edge = Client::connect(&addr, ann).await;
+    assert_eq!(edge.subscribe(channel, Some(10)).await["recovered"], true);
     assert!(
         client
             .try_next_frame(Duration::from_millis(300))
             .await
-            .is_none_or(|f| f["type"] != "message")
+            .is_none_or(|f| f["type"] != "message"),
+        "nothing is replayed"
     );
+    stack.send(ann, channel, "live").await;
+    let (live, _) = client.until("message").await;
+    assert_eq!(live["seq"], WINDOW + 11);
+}
+
+/// The read model lacks a seq that the log has (a dead-lettered event, a
+/// replica behind): the replay stops before the hole and tells the client to
+/// re-fetch with an unsolicited `subscribed {recovered: false}`, never a
+/// silent skip; then the subscription is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hole_in_the_read_model_is_announced_not_skipped() {
+    let stack = Stack::new().await;
+    let (addr, _) = stack.gateway(|_| {}).await;
+    let ann = UserId::new();
+    let channel = stack.channel(ann, ChannelKind::Public, &[]).await;
+    for n in 1..=5 {
+        stack.send(ann, channel, &format!("m{n}")).await;
+    }
+    stack.wait_seq(channel, 5).await;
+    sqlx::query("DELETE FROM rm.messages WHERE channel_id = $1 AND seq = 3")
+        .bind(channel.0)
+        .execute(&stack.read.pool)
+        .await
+        .expect("make a hole");
+    let mut client = Client::connect(&addr, ann).await;
+    assert_eq!(client.subscribe(channel, Some(0)).await["recovered"], true);
+    let mut seqs = Vec::new();
+    let resync = loop {
+        let frame = client.next_frame().await;
+        match frame["type"].as_str() {
+            Some("message") => seqs.push(frame["seq"].as_u64().expect("seq")),
+            Some("subscribed") => break frame,
+            _ => {}
+        }
+    };
+    assert_eq!(seqs, vec![1, 2], "nothing past the hole is replayed");
+    assert_eq!(
+        (resync["recovered"].clone(), resync["last_seq"].clone()),
+        (serde_json::json!(false), serde_json::json!(5))
+    );
+    assert!(resync.get("id").is_none(), "unsolicited");
+    stack.send(ann, channel, "live").await;
+    assert_eq!(client.until("message").await.0["seq"], 6);
 }

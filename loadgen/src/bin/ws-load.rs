@@ -8,8 +8,10 @@
 //! ```
 //!
 //! BASE_URL defaults to `http://127.0.0.1:8080`. Start the server with the
-//! send rate limit raised and enough open files for every socket, e.g.
-//! `ulimit -n 65536; CHAT_SEND_RATE_PER_SEC=100000 CHAT_SEND_BURST=100000 chat up`.
+//! send rate limit and the login throttle raised (every client registers from
+//! one address) and enough open files for every socket, e.g.
+//! `ulimit -n 65536; CHAT_SEND_RATE_PER_SEC=100000 CHAT_SEND_BURST=100000 CHAT_AUTH_ATTEMPTS_PER_MIN=1000000 chat up`.
+//! A registration or login answered 429 or 503 is retried after its `Retry-After`.
 //!
 //! Setup: one owner registers and creates `--channels` public channels.
 //!

@@ -9,6 +9,13 @@
 //! with channels, not messages): a `COPY` whose every row is above its
 //! channel's highest cannot collide. Anything else restores the key at once
 //! and goes the exact way. `message_id` keeps its unique index throughout.
+//!
+//! The key is restored without a transaction id: `CREATE UNIQUE INDEX
+//! CONCURRENTLY` (outside any transaction) builds the index, then `ADD
+//! CONSTRAINT … PRIMARY KEY USING INDEX` attaches it, a catalog-only change.
+//! A plain `ADD CONSTRAINT … PRIMARY KEY` holds an xid for the whole build,
+//! and transaction ids are cluster-wide: every whole-log reader (the relay,
+//! `/api/events`) would stand still for as long as the index takes to build.
 
 use super::copy::MessageRow;
 use sqlx::PgConnection;
@@ -46,18 +53,49 @@ impl DeferredKey {
         })
     }
 
-    /// Puts the primary key back (a no-op when it is in place).
+    /// Puts the primary key back (a no-op when it is in place). Must run
+    /// outside a transaction (on an autocommit connection).
     pub async fn restore(&mut self, conn: &mut PgConnection, s: &str) -> Result<(), sqlx::Error> {
-        if let Some((name, definition)) = self.dropped.take() {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE {s}.messages ADD CONSTRAINT {} {definition}",
-                read_model::quote_ident(&name)
-            )))
-            .execute(&mut *conn)
-            .await?;
-            self.highest = HashMap::new();
+        let Some((name, definition)) = &self.dropped else {
+            return Ok(());
+        };
+        let constraint = read_model::quote_ident(name);
+        match definition.strip_prefix("PRIMARY KEY ") {
+            Some(columns) => {
+                // Left over by a build that failed half-way (an invalid index).
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {s}.{constraint}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {constraint} ON {s}.messages {columns}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE {s}.messages ADD CONSTRAINT {constraint} PRIMARY KEY USING INDEX {constraint}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+            }
+            // Not a plain column list: rebuild it the ordinary way.
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE {s}.messages ADD CONSTRAINT {constraint} {definition}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+            }
         }
+        self.dropped = None;
+        self.highest = HashMap::new();
         Ok(())
+    }
+
+    /// Whether writing `rows` needs the key in place first.
+    pub fn needed_for(&self, rows: &[MessageRow], collide: bool) -> bool {
+        self.is_deferred() && !rows.is_empty() && (collide || !self.admits(rows))
     }
 
     /// Whether the key is dropped right now.

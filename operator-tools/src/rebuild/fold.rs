@@ -135,6 +135,13 @@ impl PageFold {
                     MemberChange::Put(row) => row.role = role,
                     MemberChange::Delete => {}
                 }
+                if e.role == Role::Owner {
+                    let patch = self.channel_patches.entry(e.channel_id.0).or_default();
+                    patch.owner_id = Some(e.user_id.0);
+                    if let Some(row) = self.channel_inserts.get_mut(&e.channel_id.0) {
+                        row.owner_id = e.user_id.0;
+                    }
+                }
             }
             Event::ChannelArchived(e) => {
                 let patch = self.channel_patches.entry(e.channel_id.0).or_default();

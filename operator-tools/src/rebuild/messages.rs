@@ -19,6 +19,9 @@ pub enum MessagePath {
     Copy,
     /// Ordered insert-if-absent (the page's messages collide).
     Exact,
+    /// Nothing written: the exact path needs the primary key, which is
+    /// restored outside a transaction; roll back, restore, write again.
+    NeedsKey,
 }
 
 fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
@@ -63,7 +66,9 @@ pub(super) async fn write_messages(
         }
     }
     // The exact path needs every unique index in place.
-    key.restore(tx, s).await?;
+    if key.is_deferred() {
+        return Ok(MessagePath::NeedsKey);
+    }
     patch_messages(tx, s, fold, &in_page).await?;
     insert_messages_if_absent(tx, s, fold).await?;
     Ok(MessagePath::Exact)

@@ -8,7 +8,8 @@
 //!    in memory into row changes (`fold.rs`), the writer writes them
 //!    set-based (`write.rs`, `messages.rs`) and commits per page (a long
 //!    transaction would hold back every whole-log reader, DESIGN.md §3).
-//!    The messages primary key is built once afterwards (`deferred.rs`).
+//!    The messages primary key is built once afterwards, concurrently and
+//!    outside any transaction, so it holds no xid (`deferred.rs`).
 //! 3. Catch up without locks until a pass finds little new.
 //! 4. Switch (`switch.rs`): lock the live projector out, apply the tail,
 //!    carry the checkpoints over, swap the schemas by renaming, commit, drop
@@ -36,7 +37,7 @@ use event_store::{Cursor, PgEventStore};
 use fold::StreamVersions;
 use page::{Build, Folded, fold_page};
 use read_model::quote_ident;
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -161,9 +162,7 @@ pub async fn rebuild(
     while let Some(folded) = incoming.recv().await {
         let folded = folded.map_err(RebuildError::Log)?;
         let events = folded.events;
-        let mut tx = conn.begin().await?;
-        build.write(&mut tx, folded).await?;
-        tx.commit().await?;
+        build.write_committed(&mut conn, folded).await?;
         progress.inc(events);
         if options
             .stop_after_pages
@@ -189,9 +188,7 @@ pub async fn rebuild(
             break;
         }
         let folded = fold_page(&mut build.versions, page, Duration::ZERO);
-        let mut tx = conn.begin().await?;
-        build.write(&mut tx, folded).await?;
-        tx.commit().await?;
+        build.write_committed(&mut conn, folded).await?;
         progress.inc(read as u64);
         if read < options.switch_below {
             break;

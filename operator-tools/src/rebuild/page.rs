@@ -7,7 +7,7 @@ use super::messages::MessagePath;
 use super::source::LogEvent;
 use super::{Projection, RebuildReport, write};
 use event_store::Cursor;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
 
 /// A page read and folded, ready to write.
@@ -64,20 +64,70 @@ pub(crate) struct Build {
 }
 
 impl Build {
-    /// Writes a folded page in the connection's open transaction.
+    /// Writes a folded page in a transaction of its own on `conn`; when the
+    /// page needs the messages primary key, restores it first, outside any
+    /// transaction (`deferred.rs`).
+    pub(crate) async fn write_committed(
+        &mut self,
+        conn: &mut PgConnection,
+        folded: Folded,
+    ) -> Result<(), sqlx::Error> {
+        let fold = &folded.fold;
+        if self
+            .key
+            .needed_for(&fold.message_inserts, fold.inserts_collide())
+        {
+            self.key.restore(conn, &self.target).await?;
+        }
+        loop {
+            let mut tx = conn.begin().await?;
+            if self.try_write(&mut tx, &folded).await? {
+                tx.commit().await?;
+                break;
+            }
+            // Collided with rows of earlier pages: only now known.
+            tx.rollback().await?;
+            self.key.restore(conn, &self.target).await?;
+        }
+        self.count(folded);
+        Ok(())
+    }
+
+    /// Writes a folded page in the connection's open transaction, with the
+    /// primary key in place (the switch).
     pub(crate) async fn write(
         &mut self,
         tx: &mut PgConnection,
         folded: Folded,
     ) -> Result<(), sqlx::Error> {
+        if !self.try_write(tx, &folded).await? {
+            return Err(sqlx::Error::Protocol(
+                "the messages primary key is missing while writing in the switch".into(),
+            ));
+        }
+        self.count(folded);
+        Ok(())
+    }
+
+    /// False: nothing usable was written (roll back), the key is needed first.
+    async fn try_write(
+        &mut self,
+        tx: &mut PgConnection,
+        folded: &Folded,
+    ) -> Result<bool, sqlx::Error> {
         let started = Instant::now();
         match write::write_page(tx, &self.target, &folded.fold, &mut self.key).await? {
             MessagePath::Copy => self.report.copy_pages += 1,
             MessagePath::Exact => self.report.exact_pages += 1,
             MessagePath::None => {}
+            MessagePath::NeedsKey => return Ok(false),
         }
+        self.report.phases.write += started.elapsed();
+        Ok(true)
+    }
+
+    fn count(&mut self, folded: Folded) {
         let r = &mut self.report;
-        r.phases.write += started.elapsed();
         r.phases.read += folded.read;
         r.phases.fold += folded.folding;
         r.events += folded.events;
@@ -88,6 +138,5 @@ impl Build {
         if let Some(last) = folded.last {
             self.cursor = last;
         }
-        Ok(())
     }
 }

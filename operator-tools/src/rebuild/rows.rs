@@ -31,6 +31,8 @@ pub struct ChannelRow {
 #[derive(Debug, Clone, Default)]
 pub struct ChannelPatch {
     pub archived: bool,
+    /// The owner after the page's last ownership transfer.
+    pub owner_id: Option<Uuid>,
     pub max_seq: Option<i64>,
     pub updated_at: Option<DateTime<Utc>>,
 }

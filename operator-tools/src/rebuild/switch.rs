@@ -125,7 +125,8 @@ pub(super) async fn switch(
         .execute(&mut *tx)
         .await?;
     sqlx::query(sql(format!(
-        "INSERT INTO {target}.checkpoints SELECT * FROM {live}.checkpoints"
+        "INSERT INTO {target}.checkpoints (projection, global_position, recorded_at, applied_at, transaction_id) \
+         SELECT projection, global_position, recorded_at, applied_at, transaction_id FROM {live}.checkpoints"
     )))
     .execute(&mut *tx)
     .await?;

@@ -31,7 +31,7 @@ pub async fn write_page(
             .unzip();
         sqlx::query(sql(format!(
             "INSERT INTO {s}.stream_positions (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+             ON CONFLICT (stream_id) DO UPDATE SET version = greatest({s}.stream_positions.version, excluded.version)"
         )))
         .bind(ids)
         .bind(versions)
@@ -68,14 +68,17 @@ async fn write_channels(
         let patches: Vec<_> = fold.channel_patches.iter().collect();
         sqlx::query(sql(format!(
             "UPDATE {s}.channels c SET archived = c.archived OR p.archived, \
-             last_seq = greatest(c.last_seq, p.max_seq), updated_at = coalesce(p.updated_at, c.updated_at) \
-             FROM unnest($1::uuid[], $2::bool[], $3::bigint[], $4::timestamptz[]) AS p(channel_id, archived, max_seq, updated_at) \
+             last_seq = greatest(c.last_seq, p.max_seq), updated_at = coalesce(p.updated_at, c.updated_at), \
+             owner_id = coalesce(p.owner_id, c.owner_id) \
+             FROM unnest($1::uuid[], $2::bool[], $3::bigint[], $4::timestamptz[], $5::uuid[]) \
+                  AS p(channel_id, archived, max_seq, updated_at, owner_id) \
              WHERE c.channel_id = p.channel_id"
         )))
         .bind(patches.iter().map(|(id, _)| **id).collect::<Vec<_>>())
         .bind(patches.iter().map(|(_, p)| p.archived).collect::<Vec<_>>())
         .bind(patches.iter().map(|(_, p)| p.max_seq).collect::<Vec<_>>())
         .bind(patches.iter().map(|(_, p)| p.updated_at).collect::<Vec<_>>())
+        .bind(patches.iter().map(|(_, p)| p.owner_id).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

@@ -45,20 +45,30 @@ pub async fn gather(s: &Services, thresholds: Thresholds) -> Result<StatusReport
     let relay = relay(&s.log).await.map_err(StatusError::Log)?;
     let mut projections = Vec::new();
     for p in PROJECTIONS {
-        let row: Option<(i64, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT global_position, recorded_at, applied_at FROM {}.checkpoints WHERE projection = $1",
-                quote_ident(p.schema)
-            )))
-            .bind(p.checkpoint)
-            .fetch_optional(&s.read)
-            .await
-            .map_err(StatusError::Read)?;
+        let row: Option<(
+            i64,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+            i64,
+        )> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT global_position, recorded_at, applied_at, transaction_id FROM {}.checkpoints WHERE projection = $1",
+            quote_ident(p.schema)
+        )))
+        .bind(p.checkpoint)
+        .fetch_optional(&s.read)
+        .await
+        .map_err(StatusError::Read)?;
+        // The projection's commit-order cursor; a row written before the
+        // cursor was kept (transaction id 0) has only its position.
         let cursor = match row {
             None => Cursor::START,
-            Some((position, ..)) => position_cursor(&s.log, position)
+            Some((position, _, _, 0)) => position_cursor(&s.log, position)
                 .await
                 .map_err(StatusError::Log)?,
+            Some((position, _, _, tx)) => Cursor {
+                transaction_id: tx.max(0) as u64,
+                global_position: position,
+            },
         };
         projections.push(ProjectionStatus {
             name: p.name.to_owned(),
@@ -150,7 +160,8 @@ async fn relay(log: &PgPool) -> Result<RelayStatus, sqlx::Error> {
     })
 }
 
-/// The commit-order cursor of the event at `position` (the start if absent).
+/// The commit-order cursor of the event at `position` (the start if absent):
+/// only for checkpoints written before the cursor was kept.
 async fn position_cursor(log: &PgPool, position: i64) -> Result<Cursor, sqlx::Error> {
     let tx: Option<i64> = sqlx::query_scalar(
         "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",

@@ -235,24 +235,29 @@ async fn a_crash_loop_dead_lettered_by_rabbitmq_is_read_from_x_death() {
         )
         .await
         .expect("consume");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while p.vhost.queue_depth(broker::DEAD_LETTER_QUEUE) != Some(1) {
+    // Handed back until RabbitMQ stops delivering it (the limit, broker::DELIVERY_LIMIT).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut deliveries = 0;
+    loop {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never dead-lettered"
+            "never dead-lettered after {deliveries} deliveries"
         );
-        if let Ok(Some(delivery)) =
-            tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
-        {
-            let delivery = delivery.expect("delivery");
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await
-                .expect("nack");
+        match tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
+            Ok(Some(delivery)) => {
+                deliveries += 1;
+                let delivery = delivery.expect("delivery");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await
+                    .expect("nack");
+            }
+            _ if p.vhost.queue_depth(broker::DEAD_LETTER_QUEUE) == Some(1) => break,
+            _ => {}
         }
     }
     wait_depth(&p, broker::DEAD_LETTER_QUEUE, 1).await;

@@ -9,4 +9,5 @@ mod dlq;
 mod rebuild_fold;
 mod rebuild_interrupt;
 mod rebuild_live;
+mod rebuild_xid;
 mod status;

@@ -154,3 +154,64 @@ async fn an_unreachable_service_is_named_with_how_to_start_it() {
         assert!(!line.contains('\n'), "one line: {line}");
     }
 }
+
+/// Positions are not in commit order: a transaction that takes its id first
+/// and appends last gets a higher position than one that commits after it.
+/// The projection's lag is counted from its commit-order cursor, so a
+/// projection that applied both lags by nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projection_lag_is_counted_in_commit_order() {
+    use domain::{ChannelCreated, ChannelId, ChannelKind, Event};
+    use event_store::{ExpectedVersion, NewEvent};
+    let p = Pipeline::running().await;
+    let owner = UserId::new();
+    let channel = p.create_channel(owner).await;
+    let mut early = p.log.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *early)
+        .await
+        .expect("take an xid");
+    // Commits later in commit order, with the lower position.
+    p.send(owner, channel, "late in commit order").await;
+    let other = ChannelId::new();
+    let stored = Event::ChannelCreated(ChannelCreated {
+        channel_id: other,
+        name: "early".into(),
+        kind: ChannelKind::Public,
+        max_members: None,
+        owner_id: owner,
+    })
+    .to_stored();
+    let created = NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: stored.event_type,
+        schema_version: stored.schema_version,
+        data: stored.data,
+        metadata: serde_json::json!({}),
+    };
+    p.store()
+        .append_in(
+            &mut early,
+            &domain::channel_stream(other),
+            ExpectedVersion::NoStream,
+            &[created],
+        )
+        .await
+        .expect("append in the early transaction");
+    early.commit().await.expect("commit");
+    p.wait_projected().await;
+    wait_relay(&p).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, json) = status_json(&p, &[]).await;
+        if json["projections"][0]["lag_events"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every event is applied, yet the projection lags: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

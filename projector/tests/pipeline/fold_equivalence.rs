@@ -87,6 +87,16 @@ async fn the_read_model_equals_a_fold_of_the_log() {
     )
     .await;
     p.command(members[4], channel, ChannelCommand::Leave).await;
+    // Ownership transfer: members[5] becomes owner, the old owner steps down to admin.
+    p.command(
+        owner,
+        channel,
+        ChannelCommand::ChangeRole {
+            user_id: members[5],
+            role: Role::Owner,
+        },
+    )
+    .await;
 
     p.wait_projected().await;
     for channel in channels {
@@ -131,15 +141,24 @@ async fn assert_channel_matches_log(p: &Pipeline, channel: ChannelId) {
             .expect("bans");
     assert_eq!(bans, state.banned.iter().map(|u| u.0).collect::<Vec<_>>());
 
-    let (last_seq, archived): (i64, bool) =
-        sqlx::query_as("SELECT last_seq, archived FROM rm.channels WHERE channel_id = $1")
-            .bind(channel.0)
-            .fetch_one(&p.read.pool)
-            .await
-            .expect("channel row");
+    let (last_seq, archived, owner_id): (i64, bool, Uuid) = sqlx::query_as(
+        "SELECT last_seq, archived, owner_id FROM rm.channels WHERE channel_id = $1",
+    )
+    .bind(channel.0)
+    .fetch_one(&p.read.pool)
+    .await
+    .expect("channel row");
+    let owners: Vec<Uuid> = state
+        .members
+        .iter()
+        .filter(|(_, m)| m.role == Role::Owner)
+        .map(|(id, _)| id.0)
+        .collect();
+    assert_eq!(owners.len(), 1, "the fold has exactly one owner");
     assert_eq!(
-        (last_seq as u64, archived),
-        (state.last_seq, state.archived)
+        (last_seq as u64, archived, owner_id),
+        (state.last_seq, state.archived, owners[0]),
+        "channel row differs from the fold of the log (last_seq, archived, owner_id)"
     );
 
     // Messages: one row per MessageSent, seqs 1..=last_seq, content as last edited, tombstones.

@@ -5,6 +5,10 @@ mod helpers;
 
 mod delivery_faults;
 mod fold_equivalence;
+mod healing;
+mod lag;
 mod notifications;
+mod outages;
 mod poison;
+mod positions;
 mod relay;

@@ -159,3 +159,71 @@ async fn exclusive_postgres_restart_loses_nothing() {
         .expect("count");
     assert_eq!(count, 20);
 }
+
+/// Waits until the relay's checkpoint stands at the last event of the log.
+async fn wait_relay_at_head(p: &Pipeline) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // The head as whole-log readers will see it once nothing holds them back.
+    let last = loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .fetch_one(&p.log.pool)
+        .await
+        .expect("held back events");
+        if held == 0 {
+            let head = p
+                .store()
+                .read_all(event_store::Cursor::START, 100_000, &Default::default())
+                .await
+                .expect("log");
+            break head.last().expect("events").cursor();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events stayed held back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    while relay::checkpoint(&p.log.pool).await.expect("checkpoint") < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay checkpoint did not reach the head"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An operator deletes the projector's queue while the relay runs: what the
+/// relay publishes meanwhile is unroutable, so it must not count as
+/// delivered; the relay declares the queue again and publishes it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unroutable_events_do_not_move_the_relay_checkpoint() {
+    use broker::lapin::options::QueueDeleteOptions;
+    let mut p = Pipeline::new().await;
+    p.start_relay();
+    let owner = UserId::new();
+    let channel = p.create_channel(owner).await;
+    p.send(owner, channel, "before").await;
+    wait_relay_at_head(&p).await;
+
+    let connection = broker::connect(&p.vhost.amqp_url, "test-operator")
+        .await
+        .expect("connect");
+    let operator = connection.create_channel().await.expect("channel");
+    operator
+        .queue_delete(
+            broker::PROJECTOR_QUEUE.into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete the projector queue");
+    for _ in 0..5 {
+        p.send(owner, channel, "while the queue is gone").await;
+    }
+    wait_relay_at_head(&p).await;
+    // Only now does a projector look: every event must be in its queue.
+    p.start_projector();
+    p.wait_projected().await;
+    let _ = connection.close(0, "done".into()).await;
+}

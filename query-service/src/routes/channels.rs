@@ -12,13 +12,16 @@ use uuid::Uuid;
 
 /// One membership row with its channel, unread count and last message (the
 /// `lm_` columns, all NULL when the channel has no message yet). The unread
-/// count is a range count on the (channel_id, seq) key above the read pointer;
-/// activity is the last message's time, or the channel's creation.
+/// count is a range count on the (channel_id, seq) key above the read pointer,
+/// stopped at [`UNREAD_CAP`] (a member who never reads a busy channel would
+/// otherwise pay for all of it on every list); activity is the last
+/// message's time, or the channel's creation.
 const MINE: &str = "
 SELECT c.channel_id, c.name, c.kind, c.archived, m.role, m.muted, m.read_seq, c.last_seq,
-       (SELECT count(*) FROM rm.messages u
+       (SELECT count(*) FROM (SELECT 1 FROM rm.messages u
         WHERE u.channel_id = m.channel_id AND u.seq > m.read_seq
-          AND NOT u.deleted AND u.sender_id <> m.user_id) AS unread_count,
+          AND NOT u.deleted AND u.sender_id <> m.user_id
+        LIMIT $2) AS capped) AS unread_count,
        lm.message_id AS lm_message_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id,
        lm.content AS lm_content, lm.message_type AS lm_type, lm.created_at AS lm_created_at,
        lm.edited_at AS lm_edited_at, lm.deleted AS lm_deleted
@@ -35,6 +38,9 @@ LEFT JOIN LATERAL (
 ) lm ON true
 WHERE m.user_id = $1
 ORDER BY coalesce(lm.created_at, c.created_at) DESC, c.channel_id";
+
+/// The most unread messages counted per channel (a client shows "999+").
+const UNREAD_CAP: i64 = 1000;
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -120,6 +126,7 @@ pub(super) async fn list_mine(
 ) -> Result<HttpResponse, ApiError> {
     let rows = sqlx::query_as::<_, Row>(MINE)
         .bind(user.user_id)
+        .bind(UNREAD_CAP)
         .fetch_all(service.read_pool())
         .await
         .map_err(QueryError::ReadDb)?;

@@ -31,7 +31,8 @@ async fn channel_detail_lists_members_with_user_names() {
                 {"user_id": alice, "username": "alice", "display_name": "ALICE", "role": "owner", "joined_at": at(0)},
                 {"user_id": bob, "username": "bob", "display_name": "BOB", "role": "admin", "joined_at": at(1)},
                 {"user_id": ghost, "username": null, "display_name": null, "role": "member", "joined_at": at(2)}
-            ]
+            ],
+            "member_count": 3
         })
     );
 }
@@ -96,4 +97,65 @@ async fn unknown_and_malformed_channel_ids_are_404() {
             );
         }
     }
+}
+
+#[actix_web::test]
+async fn a_big_channel_lists_its_first_members_and_counts_them_all() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let ch = app.channel("crowd", "public", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+    sqlx::query(
+        "INSERT INTO rm.members (channel_id, user_id, role, joined_at) \
+         SELECT $1, gen_random_uuid(), 'member', $2 + n * interval '1 second' FROM generate_series(1, 249) AS n",
+    )
+    .bind(ch)
+    .bind(at(1))
+    .execute(&app.read.pool)
+    .await
+    .expect("seed members");
+
+    let answer = app
+        .get(&format!("/api/channels/{ch}"), &token(alice, "alice"))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body["member_count"], 250);
+    let members = answer.body["members"].as_array().expect("members");
+    assert_eq!(members.len(), 100, "the first 100 only");
+    assert_eq!(members[0]["user_id"], json!(alice), "in joining order");
+}
+
+#[actix_web::test]
+async fn a_banned_user_reads_neither_the_public_channel_nor_its_history() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let mallory = app.user("mallory").await;
+    let ch = app.channel("lobby", "public", alice, 0).await;
+    app.member(ch, alice, "owner", 0, 0).await;
+    app.messages(ch, 3, alice).await;
+    sqlx::query("INSERT INTO rm.bans (channel_id, user_id, banned_at) VALUES ($1, $2, $3)")
+        .bind(ch)
+        .bind(mallory)
+        .bind(at(1))
+        .execute(&app.read.pool)
+        .await
+        .expect("ban");
+    for path in [
+        format!("/api/channels/{ch}"),
+        format!("/api/channels/{ch}/messages"),
+    ] {
+        let answer = app.get(&path, &token(mallory, "mallory")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "banned"),
+            "{path}: {answer:?}"
+        );
+    }
+    let answer = app
+        .get(
+            &format!("/api/channels/{ch}/messages"),
+            &token(alice, "alice"),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
 }

@@ -123,3 +123,23 @@ async fn a_user_without_channels_gets_an_empty_list() {
     );
     assert!(answer.content_type.starts_with("application/json"));
 }
+
+#[actix_web::test]
+async fn an_unread_count_stops_at_a_thousand() {
+    let app = spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let busy = app.channel("busy", "public", bob, 0).await;
+    app.member(busy, bob, "owner", 0, 0).await;
+    app.member(busy, alice, "member", 0, 0).await;
+    app.messages(busy, 1500, bob).await;
+
+    let answer = app.get("/api/channels", &token(alice, "alice")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let channels = answer.body["channels"].as_array().expect("array");
+    assert_eq!(channels[0]["last_seq"], 1500);
+    assert_eq!(
+        channels[0]["unread_count"], 1000,
+        "capped: 1000 means 1000 or more"
+    );
+}

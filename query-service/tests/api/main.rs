@@ -8,4 +8,5 @@ mod auth_and_input;
 mod channel;
 mod channels;
 mod events;
+mod export_abort;
 mod messages;
