@@ -105,7 +105,7 @@ async fn publish_loop(
     let connection = broker::connect(&config.amqp_url, "chat-relay").await?;
     let mut publisher = publish::Publisher::open(&connection).await?;
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("chat_events").await?;
+    listener.listen(event_store::NOTIFY_CHANNEL).await?;
     let store = PgEventStore::new(pool.clone());
     let all = LogFilter::default();
     let mut cursor = load_checkpoint(pool).await?;

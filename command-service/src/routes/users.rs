@@ -114,6 +114,7 @@ pub(super) async fn register(
         Err(e) => return Err(CommandError::Store(e).into()),
     }
     tx.commit().await.map_err(CommandError::Store)?;
+    store.committed();
     tracing::info!(user_id = %user_id, "user registered");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/users/{user_id}")))
