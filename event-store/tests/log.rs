@@ -460,13 +460,8 @@ async fn read_when_visible(
     }
 }
 
-/// Readers in other processes are woken after an append commits, by a
-/// notification sent outside the append's transaction; a refused append (a
-/// stale expected version) wakes nobody.
-#[tokio::test]
-async fn committed_appends_wake_listeners_and_refused_ones_do_not() {
-    let db = TestDb::new_event_log().await;
-    let store = PgEventStore::new(db.pool.clone());
+/// A listener on the channel whole-log readers are woken on.
+async fn listening(db: &TestDb) -> sqlx::postgres::PgListener {
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
         .await
         .expect("listener");
@@ -474,6 +469,17 @@ async fn committed_appends_wake_listeners_and_refused_ones_do_not() {
         .listen(event_store::NOTIFY_CHANNEL)
         .await
         .expect("listen");
+    listener
+}
+
+/// Readers in other processes are woken after an append commits, by a
+/// notification sent outside the append's transaction; a refused append (a
+/// stale expected version) wakes nobody.
+#[tokio::test]
+async fn committed_appends_wake_listeners_and_refused_ones_do_not() {
+    let db = TestDb::new_event_log().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let mut listener = listening(&db).await;
 
     store
         .append("s", ExpectedVersion::NoStream, &[event(1)])
@@ -502,13 +508,7 @@ async fn committed_appends_wake_listeners_and_refused_ones_do_not() {
 async fn an_append_inside_a_transaction_notifies_nobody_by_itself() {
     let db = TestDb::new_event_log().await;
     let store = PgEventStore::new(db.pool.clone());
-    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
-        .await
-        .expect("listener");
-    listener
-        .listen(event_store::NOTIFY_CHANNEL)
-        .await
-        .expect("listen");
+    let mut listener = listening(&db).await;
     let mut tx = db.pool.begin().await.expect("begin");
     store
         .append_in(&mut tx, "s", ExpectedVersion::NoStream, &[event(1)])

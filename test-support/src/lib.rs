@@ -14,8 +14,8 @@ pub fn server_url() -> String {
 /// Restarts the PostgreSQL cluster that serves `CHAT_TEST_DATABASE_URL` (asked
 /// for its Debian `cluster_name`, e.g. `15/main`), whichever one that is.
 pub async fn restart_test_cluster() {
-    let options = PgConnectOptions::from_str(&server_url())
-        .expect("CHAT_TEST_DATABASE_URL is a valid URL");
+    let options =
+        PgConnectOptions::from_str(&server_url()).expect("CHAT_TEST_DATABASE_URL is a valid URL");
     let mut conn = PgConnection::connect_with(&options)
         .await
         .expect("the test cluster answers");
@@ -25,13 +25,18 @@ pub async fn restart_test_cluster() {
         .expect("cluster_name");
     drop(conn);
     let Some((version, name)) = cluster.split_once('/') else {
-        panic!("the test cluster's cluster_name {cluster:?} is not Debian's version/name: cannot restart it with pg_ctlcluster");
+        panic!(
+            "the test cluster's cluster_name {cluster:?} is not Debian's version/name: cannot restart it with pg_ctlcluster"
+        );
     };
     let status = std::process::Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", version, name, "restart"])
         .status()
         .expect("pg_ctlcluster runs (is postgresql-common installed?)");
-    assert!(status.success(), "pg_ctlcluster {cluster} restart: {status}");
+    assert!(
+        status.success(),
+        "pg_ctlcluster {cluster} restart: {status}"
+    );
 }
 
 /// The Redis tests use (`CHAT_TEST_REDIS_URL`, default local); each test keys
@@ -46,11 +51,10 @@ pub fn redis_url() -> String {
 /// the cluster's own counter: a new cluster starts near 1,000, an old one may
 /// be in the billions, and a test of the digit boundary must hold on both.
 pub async fn settled_digit_boundary(pool: &PgPool, margin: u64) -> u64 {
-    let xmin: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(pool)
-            .await
-            .expect("the cluster's oldest running transaction id");
+    let xmin: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await
+        .expect("the cluster's oldest running transaction id");
     let xmin: u64 = xmin.parse().expect("xid8 prints as a number");
     let mut boundary = 1u64;
     while boundary
