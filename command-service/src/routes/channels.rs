@@ -62,9 +62,9 @@ pub(super) struct AddMember {
 pub(super) async fn add_member(
     cmd: Commander,
     path: web::Path<Uuid>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = member_body(&body)?;
+    let body = member_body(&read_at_most(payload, MEMBER_BODY_LIMIT).await?)?;
     let target = body.user_id.filter(|id| *id != cmd.user_id);
     let (command, event_type) = match target {
         None => (ChannelCommand::Join, "MemberJoined"),
@@ -89,16 +89,32 @@ pub(super) async fn add_member(
     ))
 }
 
+const MEMBER_BODY_LIMIT: usize = 4096;
+
+/// The body, read only as far as `limit` bytes: a bigger one is a 413 in the
+/// error contract whatever its size (actix's own payload limit would answer
+/// a bare 413 of its own).
+async fn read_at_most(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body could not be read: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// No body or `{}` joins; any other body must be a valid `{user_id}` object.
 fn member_body(body: &[u8]) -> Result<AddMember, ApiError> {
-    const LIMIT: usize = 4096;
-    if body.len() > LIMIT {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body exceeds {LIMIT} bytes"),
-        ));
-    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(AddMember::default());
     }

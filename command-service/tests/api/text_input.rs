@@ -75,3 +75,31 @@ async fn names_refuse_control_characters() {
     let sent = app.send(&ann, channel, "two\nlines\tand a tab").await;
     assert_eq!(sent.status, 201, "{sent:?}");
 }
+
+/// A join body far past its limit (and past actix's own 256 KiB payload limit)
+/// is a 413 in the error contract, and joins nobody.
+#[actix_web::test]
+async fn an_oversized_member_body_is_413_in_the_error_contract() {
+    let app = spawn().await;
+    let (_, ann) = app.user("ann").await;
+    let (_, bob) = app.user("bob").await;
+    let channel = app.channel(&ann, "public").await;
+    let before = app.event_count().await;
+    for size in [5_000, 300 * 1024] {
+        let answer = app
+            .call(
+                TestRequest::post()
+                    .uri(&format!("/api/channels/{channel}/members"))
+                    .insert_header(bearer(&bob))
+                    .insert_header(("Content-Type", "application/json"))
+                    .set_payload(format!("{{\"pad\": \"{}\"}}", "x".repeat(size))),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (413, "payload_too_large"),
+            "{size} bytes"
+        );
+    }
+    assert_eq!(app.event_count().await, before, "nobody joined");
+}
