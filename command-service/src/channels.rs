@@ -28,6 +28,9 @@ pub struct ChannelRepository {
     cache: Mutex<HashMap<String, Loaded>>,
 }
 
+/// Events read per round trip when folding a stream's tail.
+const LOAD_PAGE: i64 = 1000;
+
 impl ChannelRepository {
     pub fn new(store: PgEventStore) -> Self {
         Self {
@@ -44,10 +47,20 @@ impl ChannelRepository {
             None => self.from_snapshot(stream).await?,
         };
         let before = loaded.version;
-        let tail = self.store.read_stream(stream, loaded.version).await?;
-        for recorded in &tail {
-            loaded.state = Channel::evolve(loaded.state, &decode(recorded)?);
-            loaded.version = recorded.stream_version;
+        // In pages: a channel with no usable snapshot (a new snapshot format,
+        // an old log) is folded without holding its whole history in memory.
+        loop {
+            let page = self
+                .store
+                .read_stream_range(stream, loaded.version, u64::MAX, LOAD_PAGE)
+                .await?;
+            for recorded in &page {
+                loaded.state = Channel::evolve(loaded.state, &decode(recorded)?);
+                loaded.version = recorded.stream_version;
+            }
+            if page.len() < LOAD_PAGE as usize {
+                break;
+            }
         }
         self.advanced(stream, before, loaded.clone()).await;
         Ok(loaded)

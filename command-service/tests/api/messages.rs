@@ -283,3 +283,67 @@ async fn long_channels_load_from_a_snapshot() {
 fn owner_id(token: &str) -> uuid::Uuid {
     jwt().verify(token).expect("token").sub
 }
+
+/// A channel whose snapshot is unusable (a new snapshot format, or none) is
+/// folded from the log in pages, to the right state, however long it is.
+#[actix_web::test]
+async fn a_long_channel_without_a_usable_snapshot_is_folded_in_pages() {
+    let app = spawn().await;
+    let (_, token) = app.user("poster").await;
+    let channel = app.channel(&token, "public").await;
+    let stream = domain::channel_stream(channel.into());
+    let head: i64 =
+        sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+            .bind(&stream)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("head");
+    let poster = owner_id(&token);
+    sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata) \
+         SELECT $1, $2 + n, gen_random_uuid(), 'MessageSent', 1, \
+                jsonb_build_object('channel_id', $3::uuid, 'message_id', gen_random_uuid(), 'seq', n, \
+                                   'sender_id', $4::uuid, 'content', 'm', 'message_type', 'text'), '{}' \
+         FROM generate_series(1, 2500) AS n",
+    )
+    .bind(&stream)
+    .bind(head)
+    .bind(channel)
+    .bind(poster)
+    .execute(&app.db.pool)
+    .await
+    .expect("a long history");
+    sqlx::query("DELETE FROM snapshots")
+        .execute(&app.db.pool)
+        .await
+        .expect("no snapshot");
+
+    let cold = CommandService::new(
+        PgEventStore::new(app.db.pool.clone()),
+        MessagePolicy::default(),
+    );
+    let ctx = command_service::CommandContext {
+        actor: domain::UserId(poster),
+        correlation_id: uuid::Uuid::new_v4(),
+        expected_version: None,
+        idempotency_key: None,
+        request_fingerprint: None,
+    };
+    let command = domain::ChannelCommand::SendMessage {
+        message_id: domain::MessageId::new(),
+        content: "after 2500".into(),
+        message_type: "text".into(),
+        client_msg_id: None,
+    };
+    let executed = cold
+        .execute(
+            channel.into(),
+            command_service::Intent::Command(command),
+            &ctx,
+            "MessageSent",
+        )
+        .await
+        .expect("send");
+    assert_eq!(executed.first_event().expect("event").data["seq"], 2501);
+    assert_eq!(executed.version(), head as u64 + 2501);
+}
