@@ -255,8 +255,19 @@ async fn long_channels_load_from_a_snapshot() {
         6,
         "a cold load replays only the events after the snapshot"
     );
+    let executed = send_as(&cold, owner_id(&owner), channel, "after restart").await;
+    assert_eq!(executed.first_event().expect("event").data["seq"], 206);
+}
+
+/// Sends `content` into `channel` as `actor` through `service`, bypassing HTTP.
+async fn send_as(
+    service: &CommandService,
+    actor: uuid::Uuid,
+    channel: uuid::Uuid,
+    content: &str,
+) -> command_service::Executed {
     let ctx = command_service::CommandContext {
-        actor: domain::UserId(owner_id(&owner)),
+        actor: domain::UserId(actor),
         correlation_id: uuid::Uuid::new_v4(),
         expected_version: None,
         idempotency_key: None,
@@ -264,11 +275,11 @@ async fn long_channels_load_from_a_snapshot() {
     };
     let command = domain::ChannelCommand::SendMessage {
         message_id: domain::MessageId::new(),
-        content: "after restart".into(),
+        content: content.into(),
         message_type: "text".into(),
         client_msg_id: None,
     };
-    let executed = cold
+    service
         .execute(
             channel.into(),
             command_service::Intent::Command(command),
@@ -276,8 +287,7 @@ async fn long_channels_load_from_a_snapshot() {
             "MessageSent",
         )
         .await
-        .expect("send");
-    assert_eq!(executed.first_event().expect("event").data["seq"], 206);
+        .expect("send")
 }
 
 fn owner_id(token: &str) -> uuid::Uuid {
@@ -322,28 +332,7 @@ async fn a_long_channel_without_a_usable_snapshot_is_folded_in_pages() {
         PgEventStore::new(app.db.pool.clone()),
         MessagePolicy::default(),
     );
-    let ctx = command_service::CommandContext {
-        actor: domain::UserId(poster),
-        correlation_id: uuid::Uuid::new_v4(),
-        expected_version: None,
-        idempotency_key: None,
-        request_fingerprint: None,
-    };
-    let command = domain::ChannelCommand::SendMessage {
-        message_id: domain::MessageId::new(),
-        content: "after 2500".into(),
-        message_type: "text".into(),
-        client_msg_id: None,
-    };
-    let executed = cold
-        .execute(
-            channel.into(),
-            command_service::Intent::Command(command),
-            &ctx,
-            "MessageSent",
-        )
-        .await
-        .expect("send");
+    let executed = send_as(&cold, poster, channel, "after 2500").await;
     assert_eq!(executed.first_event().expect("event").data["seq"], 2501);
     assert_eq!(executed.version(), head as u64 + 2501);
 }
