@@ -4,6 +4,7 @@
 //! ```text
 //! auth-memory [BASE_URL] --server-pid PID [--users 1000] [--concurrency 16] [--settle 10]
 //!             [--ws-load "--clients 200 --channels 20 --rates 500 --seconds 60 --idle 0"]
+//!             [--soak-minutes 30]
 //! ```
 //!
 //! BASE_URL defaults to `http://127.0.0.1:8080`. Start the server with the
@@ -19,6 +20,12 @@
 //! the same server with those arguments; its own tables go to stderr) and
 //! `idle after ws-load`. A 429 or 503 is retried after its `Retry-After` and
 //! counted in the `refused` column.
+//!
+//! With `--soak-minutes N` (and `--ws-load` giving a run of N minutes, e.g.
+//! `--rates 300 --seconds 1800`), the ws-load phase is a soak: one of the
+//! registered users logs in every second beside it, and a row is printed for
+//! every minute with its RSS; the end reports the RSS trend (least-squares
+//! slope over the minutes after the first two, in MiB per minute).
 
 use anyhow::{Context, bail};
 use futures_util::{StreamExt, stream};
@@ -37,10 +44,11 @@ struct Args {
     concurrency: usize,
     settle: u64,
     ws_load: Option<String>,
+    soak_minutes: Option<u64>,
 }
 
 const USAGE: &str = "usage: auth-memory [BASE_URL] --server-pid PID [--users 1000] [--concurrency 16] \
-[--settle 10] [--ws-load \"WS-LOAD ARGS\"]";
+[--settle 10] [--ws-load \"WS-LOAD ARGS\"] [--soak-minutes N]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
@@ -50,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         concurrency: 16,
         settle: 10,
         ws_load: None,
+        soak_minutes: None,
     };
     let mut pid = None;
     let mut it = std::env::args().skip(1);
@@ -61,6 +70,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => args.concurrency = value()?.parse().context("--concurrency")?,
             "--settle" => args.settle = value()?.parse().context("--settle")?,
             "--ws-load" => args.ws_load = Some(value()?),
+            "--soak-minutes" => {
+                args.soak_minutes = Some(value()?.parse().context("--soak-minutes")?)
+            }
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
                 std::process::exit(0);
@@ -72,6 +84,9 @@ fn parse_args() -> anyhow::Result<Args> {
     args.server_pid = pid.with_context(|| format!("--server-pid is required\n{USAGE}"))?;
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be positive");
+    }
+    if args.soak_minutes.is_some() && args.ws_load.is_none() {
+        bail!("--soak-minutes needs --ws-load (a run as long as the soak)");
     }
     Ok(args)
 }
@@ -121,7 +136,7 @@ impl Peak {
 }
 
 struct Row {
-    phase: &'static str,
+    phase: String,
     requests: usize,
     refused: u32,
     seconds: f64,
@@ -156,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
     let peak = Peak::start(pid);
     peak.take(start);
     let mut rows = vec![Row {
-        phase: "start",
+        phase: "start".into(),
         requests: 0,
         refused: 0,
         seconds: 0.0,
@@ -173,7 +188,7 @@ async fn run() -> anyhow::Result<()> {
         let seconds = began.elapsed().as_secs_f64();
         let after = rss_kib(pid)?;
         rows.push(Row {
-            phase,
+            phase: phase.into(),
             requests: users.len(),
             refused,
             seconds,
@@ -184,12 +199,20 @@ async fn run() -> anyhow::Result<()> {
     }
     rows.push(idle(&peak, pid, "idle", args.settle).await?);
 
+    let mut trend = None;
     if let Some(ws_args) = &args.ws_load {
         let began = Instant::now();
-        ws_load(&args.base, ws_args).await?;
+        let load = tokio::spawn(ws_load(args.base.clone(), ws_args.clone()));
+        if args.soak_minutes.is_some() {
+            let minutes = soak(&authority, &users, &peak, pid, load).await?;
+            trend = rss_trend(&minutes);
+            rows.extend(minutes);
+        } else {
+            load.await??;
+        }
         let after = rss_kib(pid)?;
         rows.push(Row {
-            phase: "ws-load",
+            phase: "ws-load".into(),
             requests: 0,
             refused: 0,
             seconds: began.elapsed().as_secs_f64(),
@@ -221,15 +244,86 @@ async fn run() -> anyhow::Result<()> {
         mib(start),
         mib(rows.last().map_or(start, |r| r.after_kib))
     );
+    if let Some(slope) = trend {
+        println!("soak RSS trend after its first two minutes: {slope:+.2} MiB per minute");
+    }
     Ok(())
 }
 
+/// Beside the running `load`: one login a second (round robin over `users`)
+/// and a row per minute with the RSS, until the load ends.
+async fn soak(
+    authority: &str,
+    users: &[String],
+    peak: &Peak,
+    pid: u32,
+    mut load: tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<Vec<Row>> {
+    let mut client = http::Client::new(authority);
+    let mut rows = Vec::new();
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    let (mut logins, mut refused, mut minute_began) = (0, 0, Instant::now());
+    let mut next_user = users.iter().cycle();
+    loop {
+        tokio::select! {
+            done = &mut load => {
+                done??;
+                return Ok(rows);
+            }
+            _ = second.tick() => {}
+        }
+        if let Some(user) = next_user.next() {
+            let body = json!({ "username": user, "password": PASSWORD });
+            let (response, retried) =
+                http::patiently(&mut client, "POST", "/api/auth/token", Some(&body)).await?;
+            response.expect(200, "/api/auth/token")?;
+            logins += 1;
+            refused += retried;
+        }
+        if minute_began.elapsed() >= Duration::from_secs(60) {
+            let after = rss_kib(pid)?;
+            rows.push(Row {
+                phase: format!("soak minute {}", rows.len() + 1),
+                requests: logins,
+                refused,
+                seconds: minute_began.elapsed().as_secs_f64(),
+                peak_kib: peak.take(after),
+                after_kib: after,
+            });
+            eprintln!("  soak minute {}: RSS {} MiB", rows.len(), mib(after));
+            (logins, refused, minute_began) = (0, 0, Instant::now());
+        }
+    }
+}
+
+/// Least-squares slope of the per-minute RSS, in MiB per minute, leaving out
+/// the first two minutes (connections and caches still filling).
+fn rss_trend(minutes: &[Row]) -> Option<f64> {
+    let points: Vec<(f64, f64)> = minutes
+        .iter()
+        .enumerate()
+        .skip(2)
+        .map(|(i, row)| (i as f64, row.after_kib as f64 / 1024.0))
+        .collect();
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mean_x, mean_y) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let covariance: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let variance: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    Some(covariance / variance)
+}
+
 /// `seconds` of nothing, then the server's RSS.
-async fn idle(peak: &Peak, pid: u32, phase: &'static str, seconds: u64) -> anyhow::Result<Row> {
+async fn idle(peak: &Peak, pid: u32, phase: &str, seconds: u64) -> anyhow::Result<Row> {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let after = rss_kib(pid)?;
     Ok(Row {
-        phase,
+        phase: phase.into(),
         requests: 0,
         refused: 0,
         seconds: seconds as f64,
@@ -272,14 +366,14 @@ async fn hammer(
 }
 
 /// Runs the `ws-load` binary that sits beside this one; its output goes to stderr.
-async fn ws_load(base: &str, args: &str) -> anyhow::Result<()> {
+async fn ws_load(base: String, args: String) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?
         .parent()
         .context("this binary's directory")?
         .join("ws-load");
     let mut command = std::process::Command::new(&exe);
     command
-        .arg(base)
+        .arg(&base)
         .args(args.split_whitespace())
         .stdout(std::io::stderr());
     let status = tokio::task::spawn_blocking(move || command.status())
