@@ -284,19 +284,24 @@ pub(crate) fn live_frame(
         }
         _ => return None,
     };
-    // Only new messages advance the seq; edits and deletes of old ones do not.
-    let ordered = if event_type == "MessageSent" {
-        seq
-    } else {
-        None
-    };
-    Some(Announced::Live(Live::new(ordered, &frame)))
+    Some(match &frame {
+        // Only new messages advance the seq; edits and deletes of old ones do not.
+        ServerFrame::Message { seq, .. } => Announced::Live(Live::new(Some(*seq), &frame)),
+        ServerFrame::MessageEdited { message_id, .. }
+        | ServerFrame::MessageDeleted { message_id, .. } => Announced::Change {
+            message_id: *message_id,
+            live: Live::new(None, &frame),
+        },
+        _ => Announced::Live(Live::new(None, &frame)),
+    })
 }
 
 /// What an announced event means for the sockets.
 pub(crate) enum Announced {
     /// A frame for the channel's subscribers.
     Live(Live),
+    /// An edit or delete of a message, also read from the log by the log watch.
+    Change { message_id: Uuid, live: Live },
     /// The user's subscriptions to the channel end.
     Evict {
         user: Uuid,

@@ -6,7 +6,7 @@ use crate::Gateway;
 use crate::commands::{Announced, live_frame};
 use crate::frames::ServerFrame;
 use crate::hub::Live;
-use crate::membership::end_subscriptions;
+use crate::log_watch::end_subscriptions;
 use broker::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use broker::lapin::types::FieldTable;
 use futures_util::StreamExt;
@@ -116,14 +116,21 @@ fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
         .get("recorded_at")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let version = event.get("stream_version").and_then(Value::as_u64);
     match live_frame(event_type, channel_id, &event["data"], recorded_at) {
         None => {}
         Some(Announced::Live(live)) => gateway.hub.dispatch(channel_id, &live, None),
+        Some(Announced::Change { message_id, live }) => {
+            // Without its version it cannot be ordered against the log
+            // watch's copy, which brings it anyway.
+            if let Some(version) = version {
+                gateway
+                    .hub
+                    .dispatch_change(channel_id, message_id, version, &live);
+            }
+        }
         Some(Announced::Evict { user, reason }) => {
-            let version = event
-                .get("stream_version")
-                .and_then(Value::as_u64)
-                .unwrap_or(u64::MAX);
+            let version = version.unwrap_or(u64::MAX);
             end_subscriptions(gateway, channel_id, user, version, reason);
         }
     }

@@ -12,6 +12,7 @@
 //! follow the replay; typing is dropped while catching up.
 
 use crate::catch_up;
+use crate::changes::ChangeMarks;
 use crate::connection::Connection;
 use crate::frames::ServerFrame;
 use crate::history::History;
@@ -162,6 +163,7 @@ pub struct Hub {
     pub(crate) presence: Presence,
     pub(crate) recovery_limit: u64,
     pub(crate) presence_limit: usize,
+    changes: Mutex<ChangeMarks>,
 }
 
 impl Hub {
@@ -178,6 +180,7 @@ impl Hub {
             presence,
             recovery_limit,
             presence_limit,
+            changes: Mutex::new(ChangeMarks::default()),
         })
     }
 
@@ -300,6 +303,24 @@ impl Hub {
             if Some(sub.connection.user_id) != except_user {
                 sub.deliver(live, self);
             }
+        }
+    }
+
+    /// Hands an edit or delete of `message_id` (at `version` of the channel's
+    /// stream) to the channel's subscribers unless it, or a newer change of
+    /// the message, was handed out already (see `changes`).
+    pub fn dispatch_change(
+        self: &Arc<Self>,
+        channel_id: Uuid,
+        message_id: Uuid,
+        version: u64,
+        live: &Live,
+    ) {
+        // Held while fanning out, so two sources never cross on one message.
+        let mut changes = lock(&self.changes);
+        if changes.admit(message_id, version) {
+            metrics::counter!("ws_message_changes_total").increment(1);
+            self.dispatch(channel_id, live, None);
         }
     }
 

@@ -7,6 +7,7 @@
 //! announcement never leaves a removed member subscribed.
 
 mod catch_up;
+mod changes;
 mod commands;
 mod connection;
 mod feed;
@@ -14,7 +15,7 @@ pub mod frames;
 mod history;
 mod hub;
 mod limits;
-mod membership;
+mod log_watch;
 mod session;
 mod subscribe;
 mod upgrade;
@@ -144,7 +145,7 @@ impl Gateway {
     pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         tokio::spawn(feed::projections(self.clone(), shutdown.clone()));
         tokio::spawn(feed::live_events(self.clone(), shutdown.clone()));
-        tokio::spawn(membership::watch(self.clone(), shutdown.clone()));
+        tokio::spawn(log_watch::watch(self.clone(), shutdown.clone()));
         tokio::spawn(feed::housekeeping(self.clone(), shutdown));
     }
 }

@@ -159,3 +159,96 @@ async fn a_member_kicked_while_their_gateways_broker_link_is_cut_is_unsubscribed
         .await;
     assert_eq!(kicked.until("error").await.0["code"], "not_subscribed");
 }
+
+/// Edits and deletes are not seqs: a gap repair cannot find them. While B's
+/// feed is cut they still reach B's subscribers (from the log), and A's
+/// subscribers, who get them live too, see each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_and_deletes_while_a_gateways_feed_is_cut_still_arrive_once() {
+    let stack = Stack::new().await;
+    let user = BrokerUser::new(&stack.vhost.name);
+    let (first, _) = stack.gateway(|_| {}).await;
+    let amqp = user.url();
+    let (second, b_gateway) = stack.gateway(|c| c.amqp_url = amqp).await;
+    for _ in 0..100 {
+        if b_gateway.feed_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b_gateway.feed_connected());
+    let (owner, bob) = (UserId::new(), UserId::new());
+    let channel = stack.channel(owner, ChannelKind::Public, &[bob]).await;
+    let mut on_b = Client::connect(&second, bob).await;
+    on_b.subscribe(channel, None).await;
+    let mut on_a = Client::connect(&first, owner).await;
+    on_a.subscribe(channel, None).await;
+    stack.send(owner, channel, "one").await;
+    stack.send(owner, channel, "two").await;
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        ids.push(on_b.until("message").await.0["message_id"].clone());
+    }
+    while on_a.until("message").await.0["seq"] != 2 {}
+
+    user.deny();
+    close_connection(&format!("chat-gateway-{}", b_gateway.instance_id));
+    for _ in 0..100 {
+        if !b_gateway.feed_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!b_gateway.feed_connected());
+
+    let edits = ["one, edited", "one, edited again"];
+    for content in edits {
+        on_a.send_json(json!({"type": "edit", "channel_id": channel.0,
+            "message_id": ids[0], "content": content}))
+            .await;
+    }
+    on_a.send_json(json!({"type": "delete", "channel_id": channel.0, "message_id": ids[1]}))
+        .await;
+
+    // B's subscriber: both edits in order, then the delete, with the feed down.
+    let (edited, _) = on_b.until("message_edited").await;
+    assert_eq!(edited["content"], edits[0]);
+    let (edited, _) = on_b.until("message_edited").await;
+    assert_eq!(edited["content"], edits[1]);
+    let (deleted, _) = on_b.until("message_deleted").await;
+    assert_eq!(deleted["message_id"], ids[1]);
+    assert!(
+        !b_gateway.feed_connected(),
+        "the feed came back too early to prove anything"
+    );
+
+    // A's subscriber got them live; the log watch's copies are not repeated.
+    let mut changes = Vec::new();
+    while let Some(frame) = on_a.try_next_frame(Duration::from_millis(1500)).await {
+        if frame["type"] == "message_edited" {
+            changes.push(frame["content"].as_str().expect("content").to_owned());
+        } else if frame["type"] == "message_deleted" {
+            changes.push("deleted".into());
+        }
+    }
+    assert_eq!(changes, vec![edits[0], edits[1], "deleted"]);
+
+    // B's feed back: nothing of it comes again.
+    user.allow();
+    for _ in 0..200 {
+        if b_gateway.feed_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b_gateway.feed_connected());
+    while let Some(frame) = on_b.try_next_frame(Duration::from_millis(1500)).await {
+        assert!(
+            !matches!(
+                frame["type"].as_str(),
+                Some("message_edited" | "message_deleted")
+            ),
+            "a change came twice: {frame}"
+        );
+    }
+}

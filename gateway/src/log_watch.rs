@@ -1,12 +1,17 @@
-//! Membership enforced from the log, whatever the broker did: every
-//! `membership_interval` the gateway reads the `MemberLeft`, `MemberKicked`
-//! and `MemberBanned` events committed since its last look (in commit order,
-//! from a cursor, like every reader of the whole log) and ends the matching
-//! subscriptions with `unsubscribed {channel_id, reason}`. The projector's
-//! announcement usually gets there first; this makes it certain within the
-//! interval, also when an announcement was lost or the feed was reconnecting.
+//! What the gateway must not miss, read from the log whatever the broker
+//! did: every `membership_interval` the gateway reads the removals
+//! (`MemberLeft`, `MemberKicked`, `MemberBanned`) and the message changes
+//! (`MessageEdited`, `MessageDeleted`) committed since its last look, in
+//! commit order from a cursor like every reader of the whole log. A removal
+//! ends the matching subscriptions with `unsubscribed {channel_id, reason}`;
+//! a change is fanned out unless its announcement got there first
+//! (`Hub::dispatch_change`). The projector's announcements are usually first;
+//! this makes both certain within the interval, also when an announcement
+//! was lost or the feed was reconnecting. (New messages need no such watch:
+//! a missing seq is repaired from the read model.)
 
 use crate::Gateway;
+use crate::commands::{Announced, live_frame};
 use crate::frames::{ServerFrame, UnsubscribeReason};
 use event_store::{Cursor, LogFilter};
 use std::sync::Arc;
@@ -20,9 +25,15 @@ const BATCH: i64 = 1000;
 pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
     let filter = LogFilter {
         stream_id: None,
-        event_types: ["MemberLeft", "MemberKicked", "MemberBanned"]
-            .map(String::from)
-            .to_vec(),
+        event_types: [
+            "MemberLeft",
+            "MemberKicked",
+            "MemberBanned",
+            "MessageEdited",
+            "MessageDeleted",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     let mut cursor = None;
     let mut tick = tokio::time::interval(gateway.config.membership_interval);
@@ -53,17 +64,27 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
                         .stream_id
                         .strip_prefix("channel-")
                         .and_then(|id| id.parse::<Uuid>().ok());
-                    let user = event
-                        .data
-                        .get("user_id")
-                        .and_then(|u| u.as_str())
-                        .and_then(|u| u.parse::<Uuid>().ok());
-                    if let (Some(channel), Some(user), Some(reason)) = (
-                        channel,
-                        user,
-                        UnsubscribeReason::of_event(&event.event_type),
-                    ) {
-                        end_subscriptions(&gateway, channel, user, event.stream_version, reason);
+                    let Some(channel) = channel else { continue };
+                    let recorded_at = event.recorded_at.to_rfc3339();
+                    match live_frame(&event.event_type, channel, &event.data, &recorded_at) {
+                        Some(Announced::Evict { user, reason }) => {
+                            end_subscriptions(
+                                &gateway,
+                                channel,
+                                user,
+                                event.stream_version,
+                                reason,
+                            );
+                        }
+                        Some(Announced::Change { message_id, live }) => {
+                            gateway.hub.dispatch_change(
+                                channel,
+                                message_id,
+                                event.stream_version,
+                                &live,
+                            );
+                        }
+                        Some(Announced::Live(_)) | None => {}
                     }
                 }
                 if events.len() as i64 == BATCH {
