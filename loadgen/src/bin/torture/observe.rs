@@ -38,14 +38,24 @@ pub async fn declare_audit(amqp_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Takes every message of the audit queue; their AMQP `message_id`s (the
-/// event ids), repeats included.
+/// Takes every message of the audit queue; the AMQP `message_id`s (event
+/// ids) of the relay's publishes, repeats included. The projector's offline
+/// notifications share the exchange (`chat.user.{id}.notification`, id
+/// `{event_id}:{user_id}`) and are not the log's: they are left out.
 pub async fn drain_audit(amqp_url: &str) -> anyhow::Result<Vec<Uuid>> {
     let connection = broker::connect(amqp_url, "torture-audit").await?;
     let channel = connection.create_channel().await?;
     let mut ids = Vec::new();
     let no_ack = BasicGetOptions { no_ack: true };
     while let Some(message) = channel.basic_get(AUDIT_QUEUE.into(), no_ack).await? {
+        if message
+            .delivery
+            .routing_key
+            .as_str()
+            .ends_with(".notification")
+        {
+            continue;
+        }
         let id = message
             .delivery
             .properties

@@ -113,7 +113,7 @@ pub fn clean_leftovers() {
                 && !alive(pid)
             {
                 eprintln!("torture: removing cluster {version}/{name} left by run {pid}");
-                control_blocking("pg_dropcluster", &["--stop", &version, &name]);
+                drop_cluster(&version, &name);
             }
         }
     }
@@ -239,9 +239,16 @@ impl PgCluster {
     }
 }
 
+/// `pg_dropcluster`, then the configuration directory it leaves behind
+/// when it holds a file of ours (`conf.d/90-torture.conf`).
+fn drop_cluster(version: &str, name: &str) {
+    control_blocking("pg_dropcluster", &["--stop", version, name]);
+    let _ = std::fs::remove_dir_all(format!("/etc/postgresql/{version}/{name}"));
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        control_blocking("pg_dropcluster", &["--stop", &self.version, &self.name]);
+        drop_cluster(&self.version, &self.name);
     }
 }
 
