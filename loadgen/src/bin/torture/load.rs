@@ -224,7 +224,7 @@ pub async fn churn(api: Arc<Api>, world: Arc<World>, stop: Arc<AtomicBool>) {
     let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let key = Uuid::now_v7().to_string();
-        let call = if turn % 2 == 0 {
+        let call = if turn.is_multiple_of(2) {
             Call {
                 kind: OpKind::Join,
                 method: "POST",
