@@ -431,6 +431,31 @@ pub fn check_socket(
                 channel.resuming = false;
                 summary.messages += 1;
             }
+            // A tombstone of a seq not yet held is that seq's frame (a replay
+            // sends deleted messages so); of a held one, a later delete.
+            SocketEvent::Deleted {
+                channel_id,
+                seq,
+                message_id,
+            } => {
+                if let Some(channel) = channels.get_mut(channel_id)
+                    && *seq == channel.last + 1
+                {
+                    let logged = usize::try_from(*seq)
+                        .ok()
+                        .and_then(|s| log_channels.get(channel_id)?.get(s.checked_sub(1)?));
+                    if logged != Some(message_id) {
+                        violations.push(Violation::new(
+                            ViolationKind::SocketWrongMessage,
+                            None,
+                            format!("{client}: {channel_id} tombstone {seq} is {message_id}, the log says {logged:?}\n{}", excerpt(at)),
+                        ));
+                    }
+                    channel.last = *seq;
+                    channel.resuming = false;
+                    summary.messages += 1;
+                }
+            }
             SocketEvent::Unsubscribed { channel_id, reason } => {
                 violations.push(Violation::new(
                     ViolationKind::Unsubscribed,

@@ -332,3 +332,38 @@ fn a_stored_key_yields_the_clients_part() {
     assert_eq!(client_key("msg:u:c:abc"), "abc");
     assert_eq!(client_key("hdr:u:xyz"), "xyz");
 }
+
+#[test]
+fn a_replayed_tombstone_fills_its_seq_and_a_later_delete_changes_nothing() {
+    let channel = Uuid::now_v7();
+    let m: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let log = HashMap::from([(channel, m.clone())]);
+    let mut records = socket(channel, &[(0, None), (1, Some(m[0]))]);
+    let deleted = |seq: u64, message_id: Uuid| SocketRecord {
+        at: Duration::ZERO,
+        event: SocketEvent::Deleted {
+            channel_id: channel,
+            seq,
+            message_id,
+        },
+    };
+    records.push(deleted(2, m[1]));
+    records.push(deleted(1, m[0]));
+    records.push(SocketRecord {
+        at: Duration::ZERO,
+        event: SocketEvent::Message {
+            channel_id: channel,
+            seq: 3,
+            message_id: m[2],
+        },
+    });
+    assert_eq!(check_socket("c", &records, &log).0, vec![]);
+    // Without the tombstone, seq 2 is a gap.
+    records.remove(2);
+    let kinds: Vec<_> = check_socket("c", &records, &log)
+        .0
+        .iter()
+        .map(|v| v.kind)
+        .collect();
+    assert_eq!(kinds, vec![ViolationKind::SocketGap]);
+}

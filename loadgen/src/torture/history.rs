@@ -109,6 +109,13 @@ pub enum SocketEvent {
         seq: u64,
         message_id: Uuid,
     },
+    /// `message_deleted`: as a replay's tombstone it fills its seq; for a
+    /// message already held it changes nothing.
+    Deleted {
+        channel_id: Uuid,
+        seq: u64,
+        message_id: Uuid,
+    },
     /// Fetched over REST after `recovered: false`.
     Fetched {
         channel_id: Uuid,

@@ -183,6 +183,23 @@ impl Subscriber {
                     );
                     self.hold(channel, seq);
                 }
+                (Some("message_deleted"), Some(channel)) => {
+                    let (Some(seq), Some(message_id)) = (
+                        frame["seq"].as_u64(),
+                        frame["message_id"].as_str().and_then(|m| m.parse().ok()),
+                    ) else {
+                        continue;
+                    };
+                    self.record(
+                        started,
+                        SocketEvent::Deleted {
+                            channel_id: channel,
+                            seq,
+                            message_id,
+                        },
+                    );
+                    self.hold(channel, seq);
+                }
                 (Some("unsubscribed"), Some(channel)) => {
                     let reason = frame["reason"].as_str().unwrap_or("").to_owned();
                     self.record(
