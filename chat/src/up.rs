@@ -20,6 +20,10 @@ pub struct UpArgs {
     /// Address to listen on (overrides CHAT_HTTP_ADDR), e.g. 127.0.0.1:8080.
     #[arg(long)]
     pub addr: Option<String>,
+    /// Host everything but the projector (`chat up` only), for a deployment
+    /// that runs the `projector` binary on its own beside it.
+    #[arg(long)]
+    pub no_projector: bool,
 }
 
 /// What this process hosts.
@@ -60,6 +64,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             relay,
             shutdown.clone(),
         )));
+    }
+    if role == Role::Everything && !args.no_projector {
         let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone())
             .with_notifications(redis_store::Presence::new(redis.clone()));
         let (read2, log2, shutdown2) = (

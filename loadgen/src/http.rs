@@ -78,6 +78,18 @@ impl Client {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<Response> {
+        self.request_with(method, path, token, body, &[]).await
+    }
+
+    /// `request` with extra headers (e.g. `Idempotency-Key`).
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut message = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n",
@@ -85,6 +97,9 @@ impl Client {
         );
         if let Some(token) = token {
             message.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in headers {
+            message.push_str(&format!("{name}: {value}\r\n"));
         }
         if !body.is_empty() {
             message.push_str("Content-Type: application/json\r\n");

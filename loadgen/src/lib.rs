@@ -2,6 +2,7 @@
 //! latency statistics.
 
 pub mod http;
+pub mod torture;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};

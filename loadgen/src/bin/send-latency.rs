@@ -126,7 +126,7 @@ async fn seed_channel(
             .await?;
         version += batch;
         remaining -= batch;
-        if prior >= 10_000 && (prior - remaining) % 20_000 == 0 {
+        if prior >= 10_000 && (prior - remaining).is_multiple_of(20_000) {
             eprintln!("  seeded {}/{prior}", prior - remaining);
         }
     }
