@@ -19,7 +19,10 @@ pub fn install_metrics() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let handle = match builder.install_recorder() {
-                Ok(handle) => handle,
+                Ok(handle) => {
+                    spawn_upkeep(handle.clone());
+                    handle
+                }
                 // Another recorder is already global (a test harness): render an unattached one.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             };
@@ -27,6 +30,28 @@ pub fn install_metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the recorded histogram samples into their buckets now and then. The
+/// recorder keeps every sample until that happens, and `install_recorder`
+/// leaves it to the caller: without it a server nobody scrapes grew by about
+/// 700 bytes per message (12.5 MiB a minute at 300 msg/s; BENCHMARKS.md).
+/// A thread, not a task: the recorder outlives any one runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "metrics upkeep thread not started: histograms grow until scraped");
+    }
 }
 
 /// Mounts `GET /metrics`.
@@ -106,6 +131,42 @@ const COUNTERS: &[(&str, &str)] = &[
         "ws_gap_repairs_total",
         "live seq gaps repaired from the read model",
     ),
+    (
+        "ws_frames_refused_total",
+        "WebSocket frames refused by the per-connection frame budget",
+    ),
+    (
+        "ws_typing_dropped_total",
+        "typing frames dropped by the per-channel throttle",
+    ),
+    (
+        "ws_refused_sockets_total",
+        "sockets closed at once: the user has too many (4005)",
+    ),
+    (
+        "ws_evictions_total",
+        "subscriptions ended by a leave, kick or ban",
+    ),
+    (
+        "ws_history_reads_total",
+        "read-model queries for replays and gap repairs",
+    ),
+    (
+        "ws_resyncs_total",
+        "subscriptions too far behind to replay (recovered: false)",
+    ),
+    (
+        "ws_message_changes_total",
+        "edits and deletes fanned out (each once, from the feed or the log watch)",
+    ),
+    (
+        "auth_throttled_total",
+        "registrations and logins refused by the per-address or per-username throttle",
+    ),
+    (
+        "auth_hash_refused_total",
+        "password hashes refused because the hash pool was full (503)",
+    ),
 ];
 const GAUGES: &[(&str, &str)] = &[
     (
@@ -157,4 +218,94 @@ pub fn metric_families() -> impl Iterator<Item = &'static str> {
         .chain(GAUGES)
         .chain(HISTOGRAMS)
         .map(|(name, _)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the code records is a registered family, so `/metrics`
+    /// lists it (with HELP) before its first use and dashboards can rely on it.
+    #[test]
+    fn every_recorded_metric_is_registered() {
+        let registered: std::collections::HashSet<&str> = metric_families().collect();
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let mut missing = Vec::new();
+        for crate_dir in std::fs::read_dir(workspace).expect("workspace").flatten() {
+            let src = crate_dir.path().join("src");
+            if !src.is_dir() || crate_dir.file_name() == "loadgen" {
+                continue;
+            }
+            for name in recorded_names(&src) {
+                if !registered.contains(name.as_str()) {
+                    missing.push(name);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "recorded but not registered: {missing:?}"
+        );
+    }
+
+    fn recorded_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                names.extend(recorded_names(&path));
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                for piece in text.split(macro_name).skip(1) {
+                    let piece = piece.trim_start();
+                    if let Some(rest) = piece.strip_prefix('"')
+                        && let Some(end) = rest.find('"')
+                        && is_metric_name(&rest[..end])
+                    {
+                        names.push(rest[..end].to_owned());
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    fn is_metric_name(name: &str) -> bool {
+        name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    #[test]
+    fn installing_the_recorder_starts_its_upkeep() {
+        install_metrics();
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("/proc/self/task")
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread carries its parent's name until it has named itself.
+        let mut threads = thread_names();
+        for _ in 0..100 {
+            if threads.iter().any(|name| name == "metrics-upkeep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            threads = thread_names();
+        }
+        assert!(
+            threads.iter().any(|name| name == "metrics-upkeep"),
+            "no upkeep thread among {threads:?}: histogram samples would pile up"
+        );
+    }
 }
