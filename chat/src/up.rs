@@ -50,10 +50,15 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let commands = Arc::new(
         CommandService::new(PgEventStore::new(log.clone()), policy).with_rate_limiter(limiter),
     );
-    let auth_gate = web::Data::new(command_service::AuthGate::for_server(
-        redis.clone(),
-        settings.auth_attempts_per_min,
-    )?);
+    // Only the API that registers and logs in hashes passwords: a gateway
+    // alone holds no hash pool (two threads with 19 MiB buffers each).
+    let auth_gate = match role {
+        Role::Everything => Some(web::Data::new(command_service::AuthGate::for_server(
+            redis.clone(),
+            settings.auth_attempts_per_min,
+        )?)),
+        Role::GatewayOnly => None,
+    };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
 
     let mut workers = Vec::new();
@@ -133,13 +138,13 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             .configure(service_kit::metrics_route)
             .configure(service_kit::health_routes(readiness.clone()))
             .configure(gateway::configure);
-        if role == Role::Everything {
-            app.app_data(queries.clone())
+        match &auth_gate {
+            Some(auth_gate) => app
+                .app_data(queries.clone())
                 .app_data(auth_gate.clone())
                 .configure(command_service::configure)
-                .configure(query_service::configure)
-        } else {
-            app
+                .configure(query_service::configure),
+            None => app,
         }
     })
     .bind(&addr)
