@@ -429,6 +429,10 @@ async fn notify_offline_members(
         .chars()
         .take(100)
         .collect();
+    // Every confirm is awaited: lapin keeps a dropped one until someone waits
+    // for the channel's confirms, which here nobody does (it was a leak of
+    // ~300 bytes per notification).
+    let mut confirms = Vec::new();
     for user in members.into_iter().filter(|u| !online.contains(u)) {
         let body = serde_json::json!({
             "user_id": user,
@@ -452,8 +456,17 @@ async fn notify_offline_members(
             )
             .await;
         match published {
-            Ok(_) => metrics::counter!("projector_notifications_total").increment(1),
+            Ok(confirm) => confirms.push(confirm),
             Err(e) => tracing::warn!(error = %e, "notification not published"),
+        }
+    }
+    for confirm in confirms {
+        match confirm.await {
+            Ok(confirmation) if confirmation.is_ack() => {
+                metrics::counter!("projector_notifications_total").increment(1)
+            }
+            Ok(_) => tracing::warn!("a notification was not confirmed by the broker"),
+            Err(e) => tracing::warn!(error = %e, "a notification was not confirmed"),
         }
     }
 }
