@@ -74,8 +74,10 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         }));
     }
     let ws = &settings.ws;
+    let own_origins = ws.own_origins(&addr);
+    let web_client = web_client::WebClient::new(&own_origins);
     let gateway_config = GatewayConfig {
-        own_origins: ws.own_origins(&addr),
+        own_origins,
         allowed_origins: settings.allowed_origins.clone(),
         recovery_limit: ws.recovery_limit,
         presence_limit: ws.presence_limit,
@@ -109,6 +111,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             gateway::ROUTES,
             command_service::ROUTES,
             query_service::ROUTES,
+            web_client::ROUTES,
         ]),
         Role::GatewayOnly => service_kit::KnownRoutes::new(&[
             service_kit::METRICS_ROUTES,
@@ -132,6 +135,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
                 .app_data(auth_gate.clone())
                 .configure(command_service::configure)
                 .configure(query_service::configure)
+                .configure(web_client.clone().configure())
         } else {
             app
         }
@@ -139,7 +143,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     .bind(&addr)
     .with_context(|| format!("cannot listen on {addr}"))?
     .run();
-    tracing::info!(%addr, ?role, "chat is up: HTTP API, WebSocket at /ws, metrics at /metrics");
+    tracing::info!(%addr, ?role, "chat is up: web client at /, HTTP API, WebSocket at /ws, metrics at /metrics");
     server.await?;
     let _ = stop.send(true);
     for worker in workers {
