@@ -109,6 +109,8 @@ async function signIn(username, password, register) {
 }
 
 function startSession(session) {
+  // Read before showNoChannel() forgets it.
+  const remembered = rememberedOpen();
   state.session = session;
   $('auth-screen').hidden = true;
   $('main-screen').hidden = false;
@@ -122,7 +124,6 @@ function startSession(session) {
   showNoChannel();
   socket.start();
   refresh().then(() => {
-    const remembered = rememberedOpen();
     if (remembered && state.channels.has(remembered)) openChannel(remembered);
   });
   clearInterval(state.refreshTimer);
@@ -317,8 +318,8 @@ async function joinChannel(entry, button) {
     addChannel({ id: entry.channel_id, name: entry.name, kind: 'public', role: 'member' });
   }
   renderChannels();
-  loadDirectory();
   openChannel(entry.channel_id);
+  setTimeout(loadDirectory, 1500);
 }
 
 async function createChannel(event) {
@@ -346,6 +347,8 @@ async function createChannel(event) {
   renderChannels();
   openChannel(createdId);
   loadDirectory();
+  // Once the projection has it, the new channel shows in the directory too.
+  setTimeout(loadDirectory, 1500);
 }
 
 function toggleNewChannel(show) {
@@ -432,19 +435,31 @@ async function loadDetail(ch, open) {
     }
     log.renameAll();
     renderOnline();
+    renderTyping();
     renderMembers();
   } catch (err) {
     if (state.open === open) $('channel-error').textContent = describe(err);
   }
 }
 
-/** Learns names of senders not seen yet, at most every few seconds. */
+/**
+ * Learns the names of people not seen yet (a sender, someone online or
+ * typing) from the channel's member list, at most once a second; a member
+ * who just joined may not be in the read model yet, so it asks again later.
+ */
 function learnName(userId) {
   const open = state.open;
   if (!open || state.names.has(userId) || userId === state.session.userId) return;
-  if (Date.now() - open.detailAt < 3000) return;
-  const ch = state.channels.get(open.id);
-  if (ch) loadDetail(ch, open);
+  if (open.namesTimer) return;
+  const wait = Math.max(0, 1000 - (Date.now() - open.detailAt));
+  open.namesTimer = setTimeout(async () => {
+    open.namesTimer = null;
+    const ch = state.channels.get(open.id);
+    if (state.open !== open || !ch) return;
+    await loadDetail(ch, open);
+    open.nameTries = (open.nameTries ?? 0) + 1;
+    if (!state.names.has(userId) && open.nameTries < 20) learnName(userId);
+  }, wait);
 }
 
 async function loadOlder() {
@@ -684,6 +699,7 @@ function handleFrame(frame) {
       if (ch.lastSeq === null || !frame.recovered) ch.lastSeq = frame.last_seq;
       if (open?.id === ch.id) {
         renderOnline();
+        for (const user of state.online.get(ch.id)) learnName(user);
         if (resumed && open.ready) {
           if (frame.recovered) refreshNewest(open);
           else openChannel(ch.id); // too far behind to replay: read it again
