@@ -40,9 +40,10 @@ export function uniqueName(prefix) {
  * Every failed request, page error and CSP violation is collected in
  * `problems`, so a test can insist there were none.
  */
-export async function person(browser, { viewport = { width: 1280, height: 800 } } = {}) {
+export async function person(browser, { viewport = { width: 1280, height: 800 }, beforeLoad = null } = {}) {
   const context = await browser.newContext({ viewport, baseURL: BASE });
   context.setDefaultTimeout(15000);
+  if (beforeLoad) await beforeLoad(context);
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));

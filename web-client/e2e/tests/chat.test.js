@@ -205,3 +205,40 @@ test('a message with markup shows as text and injects nothing', async () => {
   await sender.context.close();
   await reader.context.close();
 });
+
+test('a missed pong drops the socket at once: reconnecting…, then resumed', async () => {
+  const name = uniqueName('ida');
+  const other = uniqueName('jon');
+  const { token } = await register(name);
+  const { token: otherToken } = await register(other);
+  const room = uniqueName('silent');
+  const { channel_id: id } = await http('POST', '/api/channels', { token, body: { name: room, kind: 'public' } });
+  await http('POST', `/api/channels/${id}/members`, { token: otherToken, body: {} });
+
+  // A socket that stays open but stops answering: the page's frames reach
+  // the server, the server's pongs are swallowed (no offline event at all).
+  let swallowPongs = false;
+  const { page, context, problems } = await person(browser, {
+    beforeLoad: (ctx) => ctx.routeWebSocket(/\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        if (swallowPongs && String(message).includes('"type":"pong"')) return;
+        ws.send(message);
+      });
+    }),
+  });
+  await logIn(page, name);
+  await openChannel(page, room);
+  swallowPongs = true;
+  // Ping every 5 s, pong due within 4 s: the drop comes within ~10 s.
+  await connectionIs(page, 'reconnecting…', 15000);
+  await http('POST', `/api/channels/${id}/messages`, { token: otherToken, body: { content: 'while silent' } });
+  swallowPongs = false;
+  await connectionIs(page, 'connected', 20000);
+  await until('the message sent while the socket was dead', async () =>
+    (await messageTexts(page)).join('|') === 'while silent', 15000);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.deepEqual(await messageTexts(page), ['while silent'], 'once');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
