@@ -110,7 +110,7 @@ mod tests {
             cert: "/nonexistent/cert.pem".into(),
             key: "/nonexistent/key.pem".into(),
         };
-        let err = format!("{:#}", files.server_config().err().expect("refused"));
+        let err = format!("{:#}", files.server_config().expect_err("refused"));
         assert!(
             err.contains("CHAT_TLS_CERT") && err.contains("/nonexistent/cert.pem"),
             "{err}"
