@@ -29,6 +29,7 @@ const state = {
   typing: new Map(), // user id → timer (open channel only)
   typingSentAt: new Map(), // channel id → time
   pendingSends: new Map(), // frame id → { channelId, content, clientMsgId, timer }
+  removed: new Map(), // channel id → when I left or was removed (the read model may lag)
   frameCounter: 0,
   refreshTimer: null,
   expiryTimer: null,
@@ -145,6 +146,7 @@ function endSession(code) {
     names: new Map(),
     online: new Map(),
     pendingSends: new Map(),
+    removed: new Map(),
   });
   log.clear();
   $('my-channels').replaceChildren();
@@ -187,6 +189,9 @@ async function loadMyChannels() {
   for (const row of answer.channels) {
     seen.add(row.channel_id);
     const known = state.channels.get(row.channel_id);
+    const removedAt = state.removed.get(row.channel_id);
+    if (!known && removedAt !== undefined && Date.now() - removedAt < NEW_CHANNEL_GRACE_MS) continue;
+    state.removed.delete(row.channel_id);
     if (known) {
       Object.assign(known, { name: row.name, kind: row.kind, role: row.role });
       if (state.open?.id !== row.channel_id) {
@@ -212,6 +217,7 @@ async function loadMyChannels() {
 }
 
 function addChannel(fields) {
+  state.removed.delete(fields.id);
   const ch = { unread: 0, lastSeq: null, readSent: 0, subscribed: false, addedAt: Date.now(), ...fields };
   state.channels.set(ch.id, ch);
   subscribe(ch);
@@ -222,6 +228,7 @@ function dropChannel(id, notice) {
   const ch = state.channels.get(id);
   if (!ch) return;
   state.channels.delete(id);
+  state.removed.set(id, Date.now());
   state.online.delete(id);
   socket.send({ type: 'unsubscribe', channel_id: id });
   if (state.open?.id === id) showNoChannel();

@@ -242,3 +242,83 @@ test('a missed pong drops the socket at once: reconnecting…, then resumed', as
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('a private channel: invite by user ID, refusals in words, kick and leave', async () => {
+  const owner = await person(browser);
+  const guest = await person(browser);
+  const ownerName = uniqueName('kay');
+  const guestName = uniqueName('lou');
+  const room = uniqueName('private');
+  await signUp(owner.page, ownerName);
+  await signUp(guest.page, guestName);
+  const guestId = await guest.page.locator('#my-id').textContent();
+
+  await owner.page.getByRole('button', { name: 'New channel', exact: true }).click();
+  await owner.page.getByLabel('Channel name', { exact: true }).fill(room);
+  await owner.page.getByRole('checkbox', { name: 'Private', exact: true }).check();
+  await owner.page.getByRole('button', { name: 'Create', exact: true }).click();
+  await until('the private room open', async () =>
+    (await owner.page.locator('#channel-title').textContent()) === room);
+  // Private: not in anyone's directory.
+  await guest.page.getByLabel('Search channels').fill(room);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(await directory(guest.page).getByRole('listitem').filter({ hasText: room }).count(), 0);
+
+  await owner.page.locator('#people summary').click();
+  const inviteField = owner.page.getByLabel('User ID to invite', { exact: true });
+  const refusal = owner.page.locator('#channel-error');
+  // Refused by the page, then by the server: each in words.
+  await inviteField.fill('not-an-id');
+  await owner.page.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('a malformed id refused', async () => (await refusal.textContent()).startsWith('That is not a user ID'));
+  await inviteField.fill('00000000-0000-4000-8000-000000000000');
+  await owner.page.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('an unknown user refused', async () => (await refusal.textContent()) === 'No user has that ID.');
+  await inviteField.fill(guestId);
+  await owner.page.getByRole('button', { name: 'Invite', exact: true }).click();
+  await until('the invitation accepted', async () => (await refusal.textContent()) === '');
+
+  // The guest's list refreshes on its own; a reload shows it at once.
+  await guest.page.reload();
+  await connectionIs(guest.page, 'connected');
+  await until('the private room in the guest\'s Channels', async () =>
+    (await channelsNav(guest.page).textContent()).includes(room));
+  await openChannel(guest.page, room);
+  await send(guest.page, 'thanks for the invite');
+  await until('the guest\'s message at the owner', async () =>
+    (await messageTexts(owner.page)).includes('thanks for the invite'));
+
+  // Only the sender may edit: the owner has no Edit on the guest's message.
+  const guestsMessage = messageLog(owner.page).getByRole('article').filter({ hasText: 'thanks for the invite' });
+  assert.equal(await guestsMessage.getByRole('button', { name: 'Edit' }).count(), 0);
+
+  // Kick: the guest's page says so and drops the channel.
+  await until('the guest among the members', async () =>
+    (await owner.page.locator('#members').textContent()).includes(guestName), 20000);
+  await owner.page.getByRole('button', { name: `Kick ${guestName}`, exact: true }).click();
+  await until('the kick noticed by the guest', async () =>
+    (await guest.page.locator('#channels-notice').textContent()) === `You were removed from ${room}.`);
+  assert.equal(await channelsNav(guest.page).getByRole('button').filter({ hasText: room }).count(), 0);
+  assert.equal(await guest.page.locator('#channel-view').isVisible(), false);
+
+  // The owner cannot leave (the button is not offered); a member can.
+  assert.equal(await owner.page.getByRole('button', { name: 'Leave channel' }).isVisible(), false);
+  const open = uniqueName('open');
+  const { channel_id: openId } = await http('POST', '/api/channels', {
+    token: (await register(uniqueName('own'))).token, body: { name: open, kind: 'public' },
+  });
+  await guest.page.getByLabel('Search channels').fill(open);
+  const entry = directory(guest.page).getByRole('listitem').filter({ hasText: open });
+  await until('the public room in the directory', async () => (await entry.count()) === 1);
+  await entry.getByRole('button', { name: 'Join', exact: true }).click();
+  await until('joined', async () => (await guest.page.locator('#channel-title').textContent()) === open);
+  await guest.page.locator('#people summary').click();
+  await guest.page.getByRole('button', { name: 'Leave channel', exact: true }).click();
+  await until('left', async () =>
+    (await channelsNav(guest.page).getByRole('button').filter({ hasText: open }).count()) === 0);
+  assert.ok(openId);
+
+  for (const who of [owner, guest]) assert.deepEqual(who.problems, []);
+  await owner.context.close();
+  await guest.context.close();
+});
