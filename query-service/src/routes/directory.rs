@@ -61,15 +61,17 @@ fn contains_pattern(text: &str) -> String {
 }
 
 /// The search text: trimmed; absent or blank matches every name. NUL and
-/// over-long text are a 400 before anything reaches the database.
+/// over-long text (counted as sent, as the OpenAPI `maxLength` does) are a
+/// 400 before anything reaches the database.
 fn search_text(q: Option<&str>) -> Result<&str, QueryError> {
-    let text = q.map(str::trim).unwrap_or("");
+    let sent = q.unwrap_or("");
+    let text = sent.trim();
     if text.contains('\0') {
         return Err(QueryError::InvalidQuery(
             "`q` must not contain U+0000".into(),
         ));
     }
-    if text.chars().count() > MAX_QUERY_CHARS {
+    if sent.chars().count() > MAX_QUERY_CHARS {
         return Err(QueryError::InvalidQuery(format!(
             "`q` is at most {MAX_QUERY_CHARS} characters"
         )));
@@ -117,5 +119,6 @@ mod tests {
         assert!(search_text(Some("a\0b")).is_err());
         assert!(search_text(Some(&"x".repeat(101))).is_err());
         assert!(search_text(Some(&"é".repeat(100))).is_ok());
+        assert!(search_text(Some(&format!(" {}", "x".repeat(100)))).is_err());
     }
 }
