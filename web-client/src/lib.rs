@@ -47,6 +47,26 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../static/app.js"),
     },
     Asset {
+        name: "channel-view.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../static/channel-view.js"),
+    },
+    Asset {
+        name: "channels.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../static/channels.js"),
+    },
+    Asset {
+        name: "composer.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../static/composer.js"),
+    },
+    Asset {
+        name: "context.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../static/context.js"),
+    },
+    Asset {
         name: "api.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../static/api.js"),
@@ -55,6 +75,11 @@ pub const ASSETS: &[Asset] = &[
         name: "errors.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../static/errors.js"),
+    },
+    Asset {
+        name: "frames.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../static/frames.js"),
     },
     Asset {
         name: "messages.js",
