@@ -148,6 +148,13 @@ test('offline: reconnecting…, then every missed message once and in order', as
   await openChannel(second.page, room);
   await until('eve sees the first message', async () => (await messageTexts(first.page)).join('|') === 'before 1');
 
+  // What eve's page says and hears on its sockets (every socket, old and new).
+  const sent = [];
+  const received = [];
+  first.page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => sent.push(JSON.parse(f.payload)));
+    ws.on('framereceived', (f) => received.push(JSON.parse(f.payload)));
+  });
   await first.context.setOffline(true);
   await connectionIs(first.page, 'reconnecting…', 5000);
   const missed = ['missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5', 'missed 6'];
@@ -168,6 +175,12 @@ test('offline: reconnecting…, then every missed message once and in order', as
   // Give duplicates, if any, time to show before judging.
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.deepEqual(await messageTexts(first.page), expected, 'each missed message once, in order');
+  // Resumed by the cursor, not re-read: the new socket asked for what came
+  // after seq 1, and the missed messages arrived on it as frames, in order.
+  const resume = sent.filter((f) => f.type === 'subscribe' && f.channel_id === id);
+  assert.deepEqual(resume.map((f) => f.after_seq), [1], JSON.stringify(resume));
+  const replayed = received.filter((f) => f.type === 'message' && f.channel_id === id).map((f) => f.content);
+  assert.deepEqual(replayed, missed, 'replayed over the socket');
 
   // And live again afterwards.
   await send(second.page, 'after');
