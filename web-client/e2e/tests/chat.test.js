@@ -126,6 +126,11 @@ test('unread counts show in Channels for a room I am not looking at', async () =
   await openChannel(page, busy);
   await until('busy read', async () => (await busyButton.textContent()).includes('0 unread'));
   assert.deepEqual(await messageTexts(page), ['busy 1', 'busy 2', 'busy 3']);
+  // The read pointer reached the server, not only the page.
+  await until('the read pointer at seq 3 on the server', async () => {
+    const mine = await http('GET', '/api/channels', { token: danToken });
+    return mine.channels.find((c) => c.channel_id === ids[busy])?.read_seq === 3;
+  });
   assert.deepEqual(problems, []);
   await context.close();
 });
