@@ -3,6 +3,7 @@
 //! exit code is 0 on success and non-zero with one clear line on failure.
 
 mod services;
+mod tls;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -18,9 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs everything in one process on one port: command API, relay,
-    /// projector, query API and WebSocket gateway. Creates databases,
-    /// exchanges and queues on first start.
+    /// Runs everything in one process on one port: the web client at /,
+    /// command API, relay, projector, query API and WebSocket gateway.
+    /// Creates databases, exchanges and queues on first start. With
+    /// CHAT_TLS_CERT and CHAT_TLS_KEY it serves HTTPS and WSS.
     Up(up::UpArgs),
     /// Runs the WebSocket gateway alone (with the command path for `send`).
     Gateway(up::UpArgs),

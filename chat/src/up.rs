@@ -2,6 +2,7 @@
 //! one port, with the relay and projector as background tasks.
 
 use crate::services;
+use crate::tls::{self, TlsFiles};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use command_service::CommandService;
@@ -24,6 +25,13 @@ pub struct UpArgs {
     /// that runs the `projector` binary on its own beside it.
     #[arg(long)]
     pub no_projector: bool,
+    /// PEM certificate chain: with --tls-key, serve HTTPS and WSS (rustls)
+    /// instead of plain HTTP and WS.
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// What this process hosts.
@@ -35,6 +43,9 @@ pub enum Role {
 
 pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result<ExitCode> {
     let addr = args.addr.unwrap_or_else(|| settings.http_addr.clone());
+    // Read the certificate before anything else starts: a bad path fails fast.
+    let tls = TlsFiles::from_options(args.tls_cert, args.tls_key)?;
+    let tls_config = tls.as_ref().map(TlsFiles::server_config).transpose()?;
     let jwt = web::Data::new(services::jwt(&settings, role == Role::Everything)?);
     let log = services::event_log(&settings).await?;
     let read = services::read_model(&settings).await?;
@@ -85,8 +96,13 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         }));
     }
     let ws = &settings.ws;
+    let own_origins = match tls {
+        Some(_) => tls::secure_origins(ws.own_origins(&addr), ws.public_url.is_some()),
+        None => ws.own_origins(&addr),
+    };
+    let web_client = web_client::WebClient::new(&own_origins);
     let gateway_config = GatewayConfig {
-        own_origins: ws.own_origins(&addr),
+        own_origins,
         allowed_origins: settings.allowed_origins.clone(),
         recovery_limit: ws.recovery_limit,
         presence_limit: ws.presence_limit,
@@ -120,6 +136,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             gateway::ROUTES,
             command_service::ROUTES,
             query_service::ROUTES,
+            web_client::ROUTES,
         ]),
         Role::GatewayOnly => service_kit::KnownRoutes::new(&[
             service_kit::METRICS_ROUTES,
@@ -143,14 +160,22 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
                 .app_data(queries.clone())
                 .app_data(auth_gate.clone())
                 .configure(command_service::configure)
-                .configure(query_service::configure),
+                .configure(query_service::configure)
+                .configure(web_client.clone().configure()),
             None => app,
         }
-    })
-    .bind(&addr)
+    });
+    let server = match (&tls, tls_config) {
+        (Some(files), Some(config)) => {
+            tracing::info!(cert = %files.cert.display(), "TLS on: serving HTTPS and WSS");
+            server.bind_rustls_0_23(&addr, config)
+        }
+        _ => server.bind(&addr),
+    }
     .with_context(|| format!("cannot listen on {addr}"))?
     .run();
-    tracing::info!(%addr, ?role, "chat is up: HTTP API, WebSocket at /ws, metrics at /metrics");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, ?role, url = %format!("{scheme}://{addr}/"), "chat is up: web client at /, HTTP API, WebSocket at /ws, metrics at /metrics");
     server.await?;
     let _ = stop.send(true);
     for worker in workers {

@@ -119,7 +119,12 @@ fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
     let version = event.get("stream_version").and_then(Value::as_u64);
     match live_frame(event_type, channel_id, &event["data"], recorded_at) {
         None => {}
-        Some(Announced::Live(live)) => gateway.hub.dispatch(channel_id, &live, None),
+        Some(Announced::Live(live)) => {
+            gateway.hub.dispatch(channel_id, &live, None);
+            if event_type == "MessageSent" {
+                record_push_latency(recorded_at);
+            }
+        }
         Some(Announced::Change { message_id, live }) => {
             // Without its version it cannot be ordered against the log
             // watch's copy, which brings it anyway.
@@ -133,6 +138,18 @@ fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
             let version = version.unwrap_or(u64::MAX);
             end_subscriptions(gateway, channel_id, user, version, reason);
         }
+    }
+}
+
+/// Send-to-push latency: from the message's commit in the log (its
+/// `recorded_at`) to its fan-out to this instance's sockets, through relay,
+/// broker and projector. Clock skew between hosts shows here too, which is
+/// why it is a histogram of what operators see, not a correctness check.
+fn record_push_latency(recorded_at: &str) {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(recorded_at) {
+        let elapsed = chrono::Utc::now().signed_duration_since(at.with_timezone(&chrono::Utc));
+        let seconds = elapsed.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        metrics::histogram!("ws_push_latency_seconds").record(seconds.max(0.0));
     }
 }
 

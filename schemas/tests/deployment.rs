@@ -447,3 +447,119 @@ fn dockerfile_builds_one_binary_and_runs_it_unprivileged() {
         entrypoint[0]
     );
 }
+
+/// A bind mount's host path (`./deploy/x:/in/container:ro` → `deploy/x`).
+fn host_path(volume: &str) -> Option<PathBuf> {
+    let source = volume.split(':').next()?;
+    source
+        .strip_prefix("./")
+        .map(|relative| root().join(relative))
+}
+
+#[test]
+fn monitoring_is_wired_to_files_that_exist() {
+    let compose = compose();
+    let services = services(&compose);
+    let mounts = |name: &str| -> Vec<PathBuf> {
+        services[name]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(host_path)
+            .collect()
+    };
+    let prometheus = mounts("prometheus");
+    let config = root().join("deploy/prometheus/prometheus.yml");
+    assert!(
+        prometheus.contains(&config),
+        "prometheus mounts {}",
+        config.display()
+    );
+    let scrape: Value = serde_norway::from_str(
+        &std::fs::read_to_string(&config).expect("the scrape config exists"),
+    )
+    .expect("the scrape config is YAML");
+    let mut targets = BTreeSet::new();
+    for job in scrape["scrape_configs"].as_array().expect("scrape_configs") {
+        for group in job["static_configs"].as_array().expect("static_configs") {
+            for target in group["targets"].as_array().expect("targets") {
+                let host = target.as_str().expect("host:port").split(':').next();
+                targets.insert(host.expect("a host").to_owned());
+            }
+        }
+    }
+    for name in APPS {
+        assert!(targets.contains(name), "Prometheus does not scrape {name}");
+    }
+    for target in &targets {
+        assert!(
+            services.contains_key(target),
+            "scrape target {target} is not a service"
+        );
+    }
+
+    let grafana = mounts("grafana");
+    for dir in ["deploy/grafana/provisioning", "deploy/grafana/dashboards"] {
+        assert!(grafana.contains(&root().join(dir)), "grafana mounts {dir}");
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/dashboards/chat.json"))
+            .expect("the dashboard exists"),
+    )
+    .expect("the dashboard is JSON");
+    let titles: BTreeSet<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for wanted in [
+        "Send rate",
+        "Command latency",
+        "Relay and projector lag",
+        "Dead letters",
+        "Sockets",
+        "Send-to-push latency",
+    ] {
+        assert!(titles.contains(wanted), "no panel {wanted}: {titles:?}");
+    }
+    let datasource: Value = serde_norway::from_str(
+        &std::fs::read_to_string(
+            root().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+        )
+        .expect("the data source exists"),
+    )
+    .expect("YAML");
+    assert_eq!(datasource["datasources"][0]["uid"], "prometheus");
+    assert_eq!(dashboard["panels"][0]["datasource"]["uid"], "prometheus");
+}
+
+#[test]
+fn the_web_service_serves_tls_from_mounted_files() {
+    let compose = compose();
+    let web = &services(&compose)["web"];
+    let env = environment(web);
+    assert_eq!(web["command"], serde_json::json!(["up"]));
+    let mounted: Vec<&str> = web["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for key in ["CHAT_TLS_CERT", "CHAT_TLS_KEY"] {
+        let path = env.get(key).map(String::as_str).unwrap_or_default();
+        assert!(
+            mounted.iter().any(|m| {
+                // `${VAR:-./host}:/container:ro`: the container path is the last
+                // part before the mode (the host part may hold a colon itself).
+                let m = m.trim_end_matches(":ro").trim_end_matches(":rw");
+                m.rsplit(':')
+                    .next()
+                    .is_some_and(|dir| path.starts_with(dir))
+            }),
+            "web: {key}={path} is not inside a mounted volume"
+        );
+    }
+    assert!(env["CHAT_PUBLIC_URL"].contains("https://"));
+}

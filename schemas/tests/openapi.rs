@@ -1380,6 +1380,29 @@ async fn query_service_answers_validate_against_the_documented_responses() {
     );
     assert_eq!(private_history.code(), "not_a_member");
 
+    // GET /api/channels/public
+    const DIRECTORY: &str = "/api/channels/public";
+    let (_, directory) = exchange!(
+        Call::new("GET", DIRECTORY, "/api/channels/public?q=PUBLIC").token(carol),
+        200
+    );
+    assert_eq!(
+        (
+            &directory["channels"][0]["channel_id"],
+            &directory["has_more"]
+        ),
+        (&json!(public), &json!(false)),
+        "only the public room: {directory:#}"
+    );
+    assert_eq!(directory["channels"].as_array().map(Vec::len), Some(1));
+    let (bad_directory, _) = exchange!(
+        Call::new("GET", DIRECTORY, "/api/channels/public?limit=x").token(carol),
+        400
+    );
+    assert_eq!(bad_directory.code(), "invalid_query");
+    let (unauthenticated, _) = exchange!(Call::new("GET", DIRECTORY, DIRECTORY), 401);
+    assert_eq!(unauthenticated.code(), "missing_token");
+
     // GET /api/events: every line is an envelope valid against its own event schema too.
     let (_, lines) = exchange!(
         Call::new("GET", "/api/events", "/api/events").token(alice),

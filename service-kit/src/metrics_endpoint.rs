@@ -194,6 +194,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
         "HTTP request latency by method, route and status",
     ),
     ("projector_batch_size", "events per projector transaction"),
+    (
+        "ws_push_latency_seconds",
+        "from a message's commit in the log to its push to this gateway's sockets",
+    ),
 ];
 
 fn register_families() {

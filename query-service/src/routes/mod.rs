@@ -3,6 +3,7 @@
 
 mod channel;
 mod channels;
+mod directory;
 mod events;
 mod messages;
 
@@ -11,6 +12,7 @@ use actix_web::web;
 /// Every route this crate mounts, as (method, path pattern).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/channels"),
+    ("GET", "/api/channels/public"),
     ("GET", "/api/channels/{id}"),
     ("GET", "/api/channels/{id}/messages"),
     ("GET", "/api/events"),
@@ -19,7 +21,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Mounts every query route. The host registers `web::Data<QueryService>`,
 /// `web::Data<auth::JwtConfig>` and `service_kit::configure_extractors`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The directory before `{id}`: actix takes the first route that matches.
     cfg.route("/api/channels", web::get().to(channels::list_mine))
+        .route(
+            "/api/channels/public",
+            web::get().to(directory::public_channels),
+        )
         .route("/api/channels/{id}", web::get().to(channel::show))
         .route(
             "/api/channels/{id}/messages",

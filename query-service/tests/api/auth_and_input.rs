@@ -22,7 +22,7 @@ async fn every_route_needs_a_valid_token() {
         .access_token;
     let expired = expired_token(alice, ADMIN);
 
-    assert_eq!(query_service::ROUTES.len(), 4);
+    assert_eq!(query_service::ROUTES.len(), 5);
     for (method, pattern) in query_service::ROUTES {
         assert_eq!(*method, "GET");
         let path = pattern.replace("{id}", &ch.to_string());

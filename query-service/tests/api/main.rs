@@ -7,6 +7,7 @@ mod seed;
 mod auth_and_input;
 mod channel;
 mod channels;
+mod directory;
 mod events;
 mod export_abort;
 mod messages;

@@ -1,0 +1,124 @@
+//! The public-channel directory (DESIGN.md §11): public, unarchived channels
+//! whose name contains `q` (a literal, without regard to case), newest first,
+//! so a person can find a channel to join.
+
+use crate::{QueryError, QueryService, params};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use service_kit::{ApiError, AuthUser};
+use uuid::Uuid;
+
+/// Channels per answer when `limit` is absent.
+const DEFAULT_LIMIT: i64 = 50;
+/// The largest answer; larger limits are clamped to it.
+const MAX_LIMIT: i64 = 100;
+/// The longest search text in characters: a channel name is at most 100, so
+/// anything longer cannot match and is a mistake worth naming.
+const MAX_QUERY_CHARS: usize = 100;
+
+/// `$1` is a LIKE pattern whose wildcards were escaped with `\`, so `q` is
+/// matched as a literal; one row beyond the page tells whether more exist.
+/// The member count runs on the members key, once per listed channel.
+const DIRECTORY: &str = r"
+SELECT c.channel_id, c.name, c.created_at,
+       (SELECT count(*) FROM rm.members m WHERE m.channel_id = c.channel_id) AS member_count,
+       EXISTS (SELECT 1 FROM rm.members m WHERE m.channel_id = c.channel_id AND m.user_id = $2)
+           AS is_member
+FROM rm.channels c
+WHERE c.kind = 'public' AND NOT c.archived AND c.name ILIKE $1 ESCAPE '\'
+ORDER BY c.created_at DESC, c.channel_id DESC
+LIMIT $3";
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct DirectoryEntry {
+    channel_id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    member_count: i64,
+    is_member: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct DirectoryQuery {
+    q: Option<String>,
+    limit: Option<String>,
+}
+
+/// `text` as a LIKE pattern matching any name that contains it literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The search text: trimmed; absent or blank matches every name. NUL and
+/// over-long text (counted as sent, as the OpenAPI `maxLength` does) are a
+/// 400 before anything reaches the database.
+fn search_text(q: Option<&str>) -> Result<&str, QueryError> {
+    let sent = q.unwrap_or("");
+    let text = sent.trim();
+    if text.contains('\0') {
+        return Err(QueryError::InvalidQuery(
+            "`q` must not contain U+0000".into(),
+        ));
+    }
+    if sent.chars().count() > MAX_QUERY_CHARS {
+        return Err(QueryError::InvalidQuery(format!(
+            "`q` is at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    Ok(text)
+}
+
+/// 200 `{"channels": [{channel_id, name, created_at, member_count, is_member}], "has_more": bool}`.
+pub(super) async fn public_channels(
+    user: AuthUser,
+    service: web::Data<QueryService>,
+    query: web::Query<DirectoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let text = search_text(query.q.as_deref())?;
+    let limit = params::integer("limit", query.limit.as_deref())?
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, MAX_LIMIT);
+    let mut channels = sqlx::query_as::<_, DirectoryEntry>(DIRECTORY)
+        .bind(contains_pattern(text))
+        .bind(user.user_id)
+        .bind(limit + 1)
+        .fetch_all(service.read_pool())
+        .await
+        .map_err(QueryError::ReadDb)?;
+    let has_more = channels.len() as i64 > limit;
+    channels.truncate(limit as usize);
+    Ok(HttpResponse::Ok().json(json!({ "channels": channels, "has_more": has_more })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_the_escape_character_are_literals() {
+        assert_eq!(contains_pattern(""), "%%");
+        assert_eq!(contains_pattern("gen"), "%gen%");
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+
+    #[test]
+    fn search_text_is_trimmed_and_bounded() {
+        assert_eq!(search_text(None).ok(), Some(""));
+        assert_eq!(search_text(Some("  gen ")).ok(), Some("gen"));
+        assert!(search_text(Some("a\0b")).is_err());
+        assert!(search_text(Some(&"x".repeat(101))).is_err());
+        assert!(search_text(Some(&"é".repeat(100))).is_ok());
+        assert!(search_text(Some(&format!(" {}", "x".repeat(100)))).is_err());
+    }
+}
