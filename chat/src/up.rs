@@ -46,6 +46,10 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     // Read the certificate before anything else starts: a bad path fails fast.
     let tls = TlsFiles::from_options(args.tls_cert, args.tls_key)?;
     let tls_config = tls.as_ref().map(TlsFiles::server_config).transpose()?;
+    // Bound before any service is reached: a taken port is one clear line,
+    // not a half-started process tearing its broker connections down.
+    let listener =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
     let jwt = web::Data::new(services::jwt(&settings, role == Role::Everything)?);
     let log = services::event_log(&settings).await?;
     let read = services::read_model(&settings).await?;
@@ -168,9 +172,9 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let server = match (&tls, tls_config) {
         (Some(files), Some(config)) => {
             tracing::info!(cert = %files.cert.display(), "TLS on: serving HTTPS and WSS");
-            server.bind_rustls_0_23(&addr, config)
+            server.listen_rustls_0_23(listener, config)
         }
-        _ => server.bind(&addr),
+        _ => server.listen(listener),
     }
     .with_context(|| format!("cannot listen on {addr}"))?
     .run();
