@@ -7,8 +7,9 @@
 //! a change is fanned out unless its announcement got there first
 //! (`Hub::dispatch_change`). The projector's announcements are usually first;
 //! this makes both certain within the interval, also when an announcement
-//! was lost or the feed was reconnecting. (New messages need no such watch:
-//! a missing seq is repaired from the read model.)
+//! was lost or the feed was reconnecting; a change it brings first may
+//! reach a socket before the read model shows it over REST. (New messages
+//! need no such watch: a missing seq is repaired from the read model.)
 
 use crate::Gateway;
 use crate::commands::{Announced, live_frame};
@@ -46,7 +47,7 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
             match head(&gateway).await {
                 Ok(head) => cursor = Some(head),
                 Err(e) => {
-                    tracing::warn!(error = %e, "membership watch cannot read the log; retrying")
+                    tracing::warn!(error = %e, "log watch cannot read the log; retrying")
                 }
             }
             continue;
@@ -91,7 +92,7 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
                     tick.reset_immediately();
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "membership watch cannot read the log; retrying"),
+            Err(e) => tracing::warn!(error = %e, "log watch cannot read the log; retrying"),
         }
     }
 }
