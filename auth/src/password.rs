@@ -55,14 +55,7 @@ pub(crate) fn hash_with(
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password_into_with_memory(password, &salt, &mut out, blocks)
         .map_err(|e| failed(&e))?;
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
-        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
-    };
-    Ok(phc.to_string())
+    phc_string(params, &salt, &out)
 }
 
 /// Whether `password` matches the PHC string `stored`, computed in `blocks`.
@@ -111,6 +104,19 @@ pub(crate) fn verify_with(
     Ok(Output::new(out).is_ok_and(|computed| computed == *expected))
 }
 
+/// The argon2id PHC string of `params`, `salt` and the hash `out`.
+fn phc_string(params: &Params, salt: &[u8], out: &[u8]) -> Result<String, PasswordError> {
+    let failed = |e: &dyn std::fmt::Display| PasswordError::Hash(e.to_string());
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
 /// A PHC string with `params` and a random salt and output: verifying any
 /// password against it costs a real verification and never matches (the
 /// output is 256 random bits, not the hash of anything).
@@ -121,14 +127,7 @@ pub(crate) fn decoy(params: &Params) -> Result<String, PasswordError> {
     for half in out.chunks_mut(16) {
         half.copy_from_slice(&try_generate_salt().map_err(|e| failed(&e))?);
     }
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
-        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
-    };
-    Ok(phc.to_string())
+    phc_string(params, &salt, &out)
 }
 
 #[cfg(test)]

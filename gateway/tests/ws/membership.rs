@@ -87,6 +87,17 @@ fn close_connection(name: &str) {
     rabbitmqctl(&["close_connection", &pid, "test cuts the gateway's feed"]);
 }
 
+/// Waits (at most 10 s) until `gateway`'s broker feed is `connected`.
+async fn feed_becomes(gateway: &gateway::Gateway, connected: bool) {
+    for _ in 0..200 {
+        if gateway.feed_connected() == connected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway's feed never became connected = {connected}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_kicked_while_their_gateways_broker_link_is_cut_is_unsubscribed() {
     let stack = Stack::new().await;
@@ -94,13 +105,7 @@ async fn a_member_kicked_while_their_gateways_broker_link_is_cut_is_unsubscribed
     let (first, _) = stack.gateway(|_| {}).await;
     let amqp = user.url();
     let (second, b_gateway) = stack.gateway(|c| c.amqp_url = amqp).await;
-    for _ in 0..100 {
-        if b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(b_gateway.feed_connected());
+    feed_becomes(&b_gateway, true).await;
     let (owner, bob) = (UserId::new(), UserId::new());
     let channel = stack.channel(owner, ChannelKind::Private, &[bob]).await;
     let mut kicked = Client::connect(&second, bob).await;
@@ -113,13 +118,7 @@ async fn a_member_kicked_while_their_gateways_broker_link_is_cut_is_unsubscribed
     // Cut B off the broker and keep it off.
     user.deny();
     close_connection(&format!("chat-gateway-{}", b_gateway.instance_id));
-    for _ in 0..100 {
-        if !b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!b_gateway.feed_connected());
+    feed_becomes(&b_gateway, false).await;
 
     stack
         .command(owner, channel, ChannelCommand::Kick { user_id: bob })
@@ -136,13 +135,7 @@ async fn a_member_kicked_while_their_gateways_broker_link_is_cut_is_unsubscribed
 
     // B comes back: its remaining subscriber gets what it missed, then live.
     user.allow();
-    for _ in 0..200 {
-        if b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(b_gateway.feed_connected());
+    feed_becomes(&b_gateway, true).await;
     stack.send(owner, channel, "back").await;
     let mut seqs = Vec::new();
     while seqs.len() < 2 {
@@ -170,13 +163,7 @@ async fn edits_and_deletes_while_a_gateways_feed_is_cut_still_arrive_once() {
     let (first, _) = stack.gateway(|_| {}).await;
     let amqp = user.url();
     let (second, b_gateway) = stack.gateway(|c| c.amqp_url = amqp).await;
-    for _ in 0..100 {
-        if b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(b_gateway.feed_connected());
+    feed_becomes(&b_gateway, true).await;
     let (owner, bob) = (UserId::new(), UserId::new());
     let channel = stack.channel(owner, ChannelKind::Public, &[bob]).await;
     let mut on_b = Client::connect(&second, bob).await;
@@ -193,13 +180,7 @@ async fn edits_and_deletes_while_a_gateways_feed_is_cut_still_arrive_once() {
 
     user.deny();
     close_connection(&format!("chat-gateway-{}", b_gateway.instance_id));
-    for _ in 0..100 {
-        if !b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!b_gateway.feed_connected());
+    feed_becomes(&b_gateway, false).await;
 
     let edits = ["one, edited", "one, edited again"];
     for content in edits {
@@ -235,13 +216,7 @@ async fn edits_and_deletes_while_a_gateways_feed_is_cut_still_arrive_once() {
 
     // B's feed back: nothing of it comes again.
     user.allow();
-    for _ in 0..200 {
-        if b_gateway.feed_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(b_gateway.feed_connected());
+    feed_becomes(&b_gateway, true).await;
     while let Some(frame) = on_b.try_next_frame(Duration::from_millis(1500)).await {
         assert!(
             !matches!(

@@ -166,38 +166,27 @@ impl Subscriber {
                     pending.remove(&channel);
                     self.set_live(pending.is_empty() && retry.is_empty());
                 }
-                (Some("message"), Some(channel)) => {
+                (Some(kind @ ("message" | "message_deleted")), Some(channel)) => {
                     let (Some(seq), Some(message_id)) = (
                         frame["seq"].as_u64(),
                         frame["message_id"].as_str().and_then(|m| m.parse().ok()),
                     ) else {
                         continue;
                     };
-                    self.record(
-                        started,
+                    let event = if kind == "message" {
                         SocketEvent::Message {
                             channel_id: channel,
                             seq,
                             message_id,
-                        },
-                    );
-                    self.hold(channel, seq);
-                }
-                (Some("message_deleted"), Some(channel)) => {
-                    let (Some(seq), Some(message_id)) = (
-                        frame["seq"].as_u64(),
-                        frame["message_id"].as_str().and_then(|m| m.parse().ok()),
-                    ) else {
-                        continue;
-                    };
-                    self.record(
-                        started,
+                        }
+                    } else {
                         SocketEvent::Deleted {
                             channel_id: channel,
                             seq,
                             message_id,
-                        },
-                    );
+                        }
+                    };
+                    self.record(started, event);
                     self.hold(channel, seq);
                 }
                 (Some("unsubscribed"), Some(channel)) => {
