@@ -383,6 +383,9 @@ async fn dead_letter(
     Ok(())
 }
 
+/// How long a notification's publisher confirm is awaited.
+const NOTIFICATION_CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Publishes `chat.user.{id}.notification` for a new message to every member
 /// who is not online in the channel and has not muted it. Best effort.
 async fn notify_offline_members(
@@ -460,13 +463,20 @@ async fn notify_offline_members(
             Err(e) => tracing::warn!(error = %e, "notification not published"),
         }
     }
+    // Bounded: a confirm on a connection that just died may never resolve,
+    // and a notification task that hangs holds one of the few permits the
+    // consuming loop waits for (a torture run stalled the projector so).
     for confirm in confirms {
-        match confirm.await {
-            Ok(confirmation) if confirmation.is_ack() => {
+        match tokio::time::timeout(NOTIFICATION_CONFIRM_WAIT, confirm).await {
+            Ok(Ok(confirmation)) if confirmation.is_ack() => {
                 metrics::counter!("projector_notifications_total").increment(1)
             }
-            Ok(_) => tracing::warn!("a notification was not confirmed by the broker"),
-            Err(e) => tracing::warn!(error = %e, "a notification was not confirmed"),
+            Ok(Ok(_)) => tracing::warn!("a notification was not confirmed by the broker"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "a notification was not confirmed"),
+            Err(_) => {
+                tracing::warn!("notification confirms not heard in time; giving up on them");
+                return;
+            }
         }
     }
 }
