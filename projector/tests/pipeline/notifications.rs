@@ -106,3 +106,57 @@ async fn offline_unmuted_members_are_notified() {
     }
     assert_eq!(notified, BTreeSet::from([offline.0.to_string()]));
 }
+
+/// A broker cut while notifications are in flight must not stall the
+/// projector: a publisher confirm on a connection that just died may never
+/// resolve, and a notification task waiting on it forever held one of the few
+/// permits the consuming loop needs (found by torture seed
+/// 7937579976466233357 after `rabbitmqctl stop_app`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_cut_during_a_notification_burst_does_not_stall_the_projector() {
+    const OFFLINE_MEMBERS: usize = 60;
+    const CUTS: usize = 3;
+    let mut p = Pipeline::new().await;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let presence = Presence::new(
+        RedisStore::connect(&test_support::redis_url(), &prefix)
+            .await
+            .expect("redis"),
+    );
+    p.start_relay();
+    p.start_projector_with(|c| c.with_notifications(presence.clone()));
+
+    let owner = UserId::new();
+    let chat = p.create_channel(owner).await;
+    for _ in 0..OFFLINE_MEMBERS {
+        p.command(UserId::new(), chat, ChannelCommand::Join).await;
+    }
+    p.wait_projected().await;
+
+    // Every message fans out to every offline member; cut the vhost's
+    // connections (the relay's and the projector's) in the middle of each
+    // burst.
+    for cut in 0..CUTS {
+        for n in 0..40 {
+            p.send(owner, chat, &format!("burst {cut}/{n}")).await;
+            if n == 20 {
+                let out = std::process::Command::new("rabbitmqctl")
+                    .args(["-q", "close_all_connections", "-p", &p.vhost.name])
+                    .arg("cut during a notification burst")
+                    .output()
+                    .expect("rabbitmqctl runs");
+                assert!(
+                    out.status.success(),
+                    "close_all_connections: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The projector must come back and apply everything: wait_projected
+    // fails after 30 s.
+    p.wait_projected().await;
+    p.send(owner, chat, "after the cuts").await;
+    p.wait_projected().await;
+}
