@@ -427,3 +427,93 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         metadata: row.try_get("metadata")?,
     })
 }
+
+#[async_trait::async_trait]
+impl crate::EventLog for PgEventStore {
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordedEvent>, AppendError> {
+        PgEventStore::append(self, stream_id, expected, events).await
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, sqlx::Error> {
+        PgEventStore::stream_version(self, stream_id).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        PgEventStore::read_stream(self, stream_id, after_version).await
+    }
+
+    async fn read_stream_range(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        before_version: u64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        PgEventStore::read_stream_range(self, stream_id, after_version, before_version, limit).await
+    }
+
+    async fn read_message_events(
+        &self,
+        stream_id: &str,
+        message_id: Uuid,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        PgEventStore::read_message_events(self, stream_id, message_id).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<RecordedEvent>, sqlx::Error> {
+        PgEventStore::find_by_idempotency_key(self, key).await
+    }
+
+    async fn version_after_append(&self, first: &RecordedEvent) -> Result<u64, sqlx::Error> {
+        PgEventStore::version_after_append(self, first).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Cursor,
+        limit: i64,
+        filter: &LogFilter,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        PgEventStore::read_all(self, after, limit, filter).await
+    }
+
+    fn read_all_stream<'a>(
+        &'a self,
+        after: Cursor,
+        limit: i64,
+        filter: &'a LogFilter,
+    ) -> futures_util::stream::BoxStream<'a, Result<RecordedEvent, sqlx::Error>> {
+        Box::pin(PgEventStore::read_all_stream(self, after, limit, filter))
+    }
+
+    async fn oldest_recorded_after(
+        &self,
+        after: Cursor,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+        PgEventStore::oldest_recorded_after(self, after).await
+    }
+
+    async fn latest_cursor_of(&self, positions: &[i64]) -> Result<Option<Cursor>, sqlx::Error> {
+        PgEventStore::latest_cursor_of(self, positions).await
+    }
+
+    async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
+        PgEventStore::load_snapshot(self, stream_id).await
+    }
+
+    async fn save_snapshot(&self, stream_id: &str, snapshot: &Snapshot) -> Result<(), sqlx::Error> {
+        PgEventStore::save_snapshot(self, stream_id, snapshot).await
+    }
+}

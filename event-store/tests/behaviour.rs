@@ -1,0 +1,561 @@
+//! One behaviour, two adapters: every test here runs against the PostgreSQL
+//! log and the SQLite log through the `EventLog` port, so the backends cannot
+//! drift. What only one backend has (PostgreSQL's xid8 watermark, LISTEN, its
+//! stamps) is tested in `log.rs`; SQLite's own concerns at the end here.
+
+use event_store::{
+    AppendError, Cursor, EventLog, ExpectedVersion, LogFilter, NewEvent, PgEventStore,
+    RecordedEvent, Snapshot, SqliteEventStore,
+};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use test_support::TestDb;
+use uuid::Uuid;
+
+/// A log and whatever must live as long as it (a database, a directory).
+struct Backend {
+    log: Arc<dyn EventLog>,
+    _owner: Box<dyn std::any::Any + Send>,
+}
+
+async fn postgres() -> Backend {
+    let db = TestDb::new_event_log().await;
+    Backend {
+        log: Arc::new(PgEventStore::new(db.pool.clone())),
+        _owner: Box::new(db),
+    }
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = SqliteEventStore::open(&dir.path().join("events.db"), 4)
+        .await
+        .expect("open the SQLite log");
+    Backend {
+        log: Arc::new(log),
+        _owner: Box::new(dir),
+    }
+}
+
+/// `both!(test)`: `test::postgres` and `test::sqlite`, each on a log of its own.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let backend = super::postgres().await;
+                super::$name(backend.log.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let backend = super::sqlite().await;
+                super::$name(backend.log.clone()).await;
+            }
+        }
+    )*};
+}
+
+both!(
+    expected_versions_are_enforced,
+    concurrent_appends_to_one_stream_have_exactly_one_winner,
+    an_idempotency_key_is_used_once,
+    an_event_id_is_used_once,
+    snapshots_only_move_forward,
+    message_events_are_found_by_message_id,
+    stream_ranges_read_exactly_the_gap,
+    whole_log_reads_filter_by_stream_and_type,
+    concurrent_writers_never_make_a_reader_skip_or_repeat,
+    an_append_reports_where_its_stream_ended,
+    lag_and_cursors_come_from_the_log,
+);
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "MessageSent".into(),
+        schema_version: 1,
+        data: json!({ "n": n }),
+        metadata: json!({}),
+    }
+}
+
+fn numbers(events: &[RecordedEvent]) -> Vec<Option<u64>> {
+    events.iter().map(|e| e.data["n"].as_u64()).collect()
+}
+
+/// Whole-log reads on PostgreSQL see only what is below the oldest running
+/// transaction of the whole cluster, and other tests run beside this one:
+/// wait (bounded) until at least `n` events are visible.
+async fn read_when_visible(
+    log: &dyn EventLog,
+    after: Cursor,
+    filter: &LogFilter,
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = log.read_all(after, 1000, filter).await.expect("read");
+        if read.len() >= n || tokio::time::Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn expected_versions_are_enforced(log: Arc<dyn EventLog>) {
+    let first = log
+        .append("s-1", ExpectedVersion::NoStream, &[event(1), event(2)])
+        .await
+        .expect("new stream");
+    assert_eq!(
+        first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    for (expected, why) in [
+        (ExpectedVersion::NoStream, "the stream exists"),
+        (ExpectedVersion::Exact(1), "stale"),
+        (ExpectedVersion::Exact(7), "ahead: must not leave a gap"),
+    ] {
+        let refused = log.append("s-1", expected, &[event(3)]).await;
+        assert!(
+            matches!(refused, Err(AppendError::Conflict { .. })),
+            "{why}: {refused:?}"
+        );
+    }
+    let exact = log
+        .append("s-1", ExpectedVersion::Exact(2), &[event(3)])
+        .await
+        .expect("exact");
+    assert_eq!(exact[0].stream_version, 3);
+    let any = log
+        .append("s-1", ExpectedVersion::Any, &[event(4)])
+        .await
+        .expect("any");
+    assert_eq!(any[0].stream_version, 4);
+    assert_eq!(log.stream_version("s-1").await.expect("version"), 4);
+    assert_eq!(log.stream_version("nope").await.expect("version"), 0);
+    assert!(
+        log.append("s-1", ExpectedVersion::Exact(1), &[])
+            .await
+            .expect("an empty append is a no-op")
+            .is_empty()
+    );
+
+    let read = log.read_stream("s-1", 2).await.expect("read");
+    assert_eq!(numbers(&read), vec![Some(3), Some(4)]);
+    // What an append returns is what a read gives back.
+    let whole = log.read_stream("s-1", 0).await.expect("read");
+    assert_eq!(whole[..2], first[..]);
+}
+
+async fn concurrent_appends_to_one_stream_have_exactly_one_winner(log: Arc<dyn EventLog>) {
+    log.append("hot", ExpectedVersion::NoStream, &[event(0)])
+        .await
+        .expect("seed");
+    let attempts = (0..16).map(|i| {
+        let log = log.clone();
+        tokio::spawn(async move {
+            log.append("hot", ExpectedVersion::Exact(1), &[event(i)])
+                .await
+        })
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let (won, lost): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .partition(Result::is_ok);
+    assert_eq!(won.len(), 1);
+    assert!(
+        lost.iter()
+            .all(|r| matches!(r, Err(AppendError::Conflict { .. }))),
+        "{lost:?}"
+    );
+    assert_eq!(log.stream_version("hot").await.expect("version"), 2);
+}
+
+async fn an_idempotency_key_is_used_once(log: Arc<dyn EventLog>) {
+    let mut keyed = event(1);
+    keyed.metadata = json!({ "idempotency_key": "u1:k1" });
+    let first = log
+        .append("s", ExpectedVersion::Any, &[keyed.clone()])
+        .await
+        .expect("first");
+
+    keyed.event_id = Uuid::new_v4();
+    let repeat = log
+        .append("other", ExpectedVersion::Any, &[event(2), keyed])
+        .await;
+    assert!(
+        matches!(repeat, Err(AppendError::DuplicateIdempotencyKey(ref k)) if k == "u1:k1"),
+        "{repeat:?}"
+    );
+    assert_eq!(
+        log.stream_version("other").await.expect("version"),
+        0,
+        "nothing of the refused append is in the log"
+    );
+    let found = log
+        .find_by_idempotency_key("u1:k1")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found.event_id, first[0].event_id);
+    assert!(
+        log.find_by_idempotency_key("u1:k2")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+async fn an_event_id_is_used_once(log: Arc<dyn EventLog>) {
+    let once = event(1);
+    log.append("a", ExpectedVersion::Any, std::slice::from_ref(&once))
+        .await
+        .expect("first");
+    let again = log
+        .append("b", ExpectedVersion::Any, &[event(2), once])
+        .await;
+    assert!(
+        matches!(again, Err(AppendError::DuplicateEventId)),
+        "{again:?}"
+    );
+    assert_eq!(log.stream_version("b").await.expect("version"), 0);
+}
+
+async fn snapshots_only_move_forward(log: Arc<dyn EventLog>) {
+    let snap = |v, shape| Snapshot {
+        stream_version: v,
+        snapshot_version: shape,
+        state: json!({ "v": v, "text": "a 'quoted' \"value\"" }),
+    };
+    assert!(log.load_snapshot("s").await.expect("load").is_none());
+    log.save_snapshot("s", &snap(10, 1)).await.expect("save");
+    log.save_snapshot("s", &snap(5, 1))
+        .await
+        .expect("an older save is ignored");
+    assert_eq!(
+        log.load_snapshot("s").await.expect("load"),
+        Some(snap(10, 1))
+    );
+    log.save_snapshot("s", &snap(5, 2))
+        .await
+        .expect("another shape replaces it");
+    assert_eq!(
+        log.load_snapshot("s").await.expect("load"),
+        Some(snap(5, 2))
+    );
+}
+
+async fn message_events_are_found_by_message_id(log: Arc<dyn EventLog>) {
+    let (m1, m2) = (Uuid::new_v4(), Uuid::new_v4());
+    let msg = |m: Uuid, t: &str| NewEvent {
+        data: json!({ "message_id": m }),
+        event_type: t.into(),
+        ..event(0)
+    };
+    log.append(
+        "c",
+        ExpectedVersion::Any,
+        &[
+            msg(m1, "MessageSent"),
+            msg(m2, "MessageSent"),
+            event(7),
+            msg(m1, "MessageDeleted"),
+        ],
+    )
+    .await
+    .expect("append");
+    let found = log.read_message_events("c", m1).await.expect("read");
+    assert_eq!(
+        found
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["MessageSent", "MessageDeleted"]
+    );
+    assert!(
+        log.read_message_events("other", m1)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+async fn stream_ranges_read_exactly_the_gap(log: Arc<dyn EventLog>) {
+    let events: Vec<NewEvent> = (1..=50).map(event).collect();
+    log.append("s-range", ExpectedVersion::NoStream, &events)
+        .await
+        .expect("append");
+    log.append("s-other", ExpectedVersion::NoStream, &[event(1), event(2)])
+        .await
+        .expect("append");
+    let versions =
+        |page: &[RecordedEvent]| page.iter().map(|e| e.stream_version).collect::<Vec<_>>();
+    let gap = log
+        .read_stream_range("s-range", 10, 14, 100)
+        .await
+        .expect("range");
+    assert_eq!(versions(&gap), vec![11, 12, 13], "exclusive on both sides");
+    assert!(gap.iter().all(|e| e.stream_id == "s-range"));
+    let first = log
+        .read_stream_range("s-range", 0, 51, 20)
+        .await
+        .expect("page");
+    assert_eq!(versions(&first), (1..=20).collect::<Vec<_>>());
+    let second = log
+        .read_stream_range("s-range", 20, 51, 20)
+        .await
+        .expect("page");
+    assert_eq!(versions(&second), (21..=40).collect::<Vec<_>>());
+    for (after, before) in [(10, 11), (10, 10), (12, 3)] {
+        assert!(
+            log.read_stream_range("s-range", after, before, 100)
+                .await
+                .expect("empty range")
+                .is_empty(),
+            "({after}, {before}) holds no version"
+        );
+    }
+    assert!(
+        log.read_stream_range("s-range", 0, 51, 0)
+            .await
+            .expect("limit 0")
+            .is_empty()
+    );
+}
+
+async fn whole_log_reads_filter_by_stream_and_type(log: Arc<dyn EventLog>) {
+    let read_up_to = |n| NewEvent {
+        event_type: "ReadUpTo".into(),
+        ..event(n)
+    };
+    log.append("a", ExpectedVersion::Any, &[event(1), read_up_to(2)])
+        .await
+        .expect("a");
+    log.append("b", ExpectedVersion::Any, &[event(3), read_up_to(4)])
+        .await
+        .expect("b");
+    let filtered = |stream: Option<&str>, types: &[&str]| LogFilter {
+        stream_id: stream.map(String::from),
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+    };
+    let cases = [
+        (
+            filtered(None, &[]),
+            vec![Some(1), Some(2), Some(3), Some(4)],
+        ),
+        (filtered(Some("a"), &[]), vec![Some(1), Some(2)]),
+        (filtered(None, &["ReadUpTo"]), vec![Some(2), Some(4)]),
+        (
+            filtered(None, &["ReadUpTo", "MessageSent", "ReadUpTo"]),
+            vec![Some(1), Some(2), Some(3), Some(4)],
+        ),
+        (filtered(Some("b"), &["ReadUpTo"]), vec![Some(4)]),
+        (filtered(Some("c"), &[]), vec![]),
+    ];
+    for (filter, expected) in cases {
+        let got = read_when_visible(log.as_ref(), Cursor::START, &filter, expected.len()).await;
+        assert_eq!(numbers(&got), expected, "{filter:?}");
+    }
+    let all = read_when_visible(log.as_ref(), Cursor::START, &LogFilter::default(), 4).await;
+    let after_second = log
+        .read_all(all[1].cursor(), 1, &LogFilter::default())
+        .await
+        .expect("read");
+    assert_eq!(
+        numbers(&after_second),
+        vec![Some(3)],
+        "paged by cursor and limit"
+    );
+}
+
+/// Many writers append to their own streams and one shared stream at once; a
+/// concurrent reader must see every appended event exactly once, with the
+/// cursor only moving forward.
+async fn concurrent_writers_never_make_a_reader_skip_or_repeat(log: Arc<dyn EventLog>) {
+    const WRITERS: u64 = 8;
+    const APPENDS: u64 = 30;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut appended = Vec::new();
+                for i in 0..APPENDS {
+                    let stream = if i % 3 == 0 {
+                        "shared".to_owned()
+                    } else {
+                        format!("w{w}")
+                    };
+                    let batch: Vec<_> = (0..1 + i % 3)
+                        .map(|b| event(w * 1000 + i * 10 + b))
+                        .collect();
+                    // Two racing appends to one stream may both expect
+                    // "any" version and still conflict on PostgreSQL (the
+                    // unique version): the loser retries, as commands do.
+                    let recorded = loop {
+                        match log.append(&stream, ExpectedVersion::Any, &batch).await {
+                            Err(e) if e.is_conflict() => continue,
+                            other => break other.expect("append"),
+                        }
+                    };
+                    appended.extend(recorded.iter().map(|e| e.event_id));
+                }
+                appended
+            })
+        })
+        .collect();
+    let (total_tx, total_rx) = tokio::sync::watch::channel(None::<usize>);
+    let reader = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let (mut seen, mut cursor) = (Vec::new(), Cursor::START);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                if total_rx.borrow().is_some_and(|n| seen.len() >= n) {
+                    break;
+                }
+                let page = log
+                    .read_all(cursor, 50, &LogFilter::default())
+                    .await
+                    .expect("read");
+                for e in &page {
+                    assert!(
+                        e.cursor() > cursor,
+                        "cursor went backwards: {} after {cursor}",
+                        e.cursor()
+                    );
+                    cursor = e.cursor();
+                    seen.push(e.event_id);
+                }
+                if page.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        })
+    };
+    let mut appended = HashSet::new();
+    for w in writers {
+        appended.extend(w.await.expect("writer"));
+    }
+    total_tx.send_replace(Some(appended.len()));
+    let seen = reader.await.expect("reader");
+    let unique: HashSet<_> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "an event was read twice");
+    assert_eq!(unique, appended, "the reader missed or invented events");
+    let shared = log.read_stream("shared", 0).await.expect("read");
+    assert_eq!(
+        shared.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (1..=shared.len() as u64).collect::<Vec<_>>(),
+        "the shared stream's versions are contiguous"
+    );
+}
+
+async fn an_append_reports_where_its_stream_ended(log: Arc<dyn EventLog>) {
+    let batch = log
+        .append(
+            "v",
+            ExpectedVersion::NoStream,
+            &[event(1), event(2), event(3)],
+        )
+        .await
+        .expect("append");
+    log.append("v", ExpectedVersion::Exact(3), &[event(4)])
+        .await
+        .expect("append");
+    assert_eq!(
+        log.version_after_append(&batch[0]).await.expect("version"),
+        3
+    );
+    let cursor = log
+        .latest_cursor_of(&batch.iter().map(|e| e.global_position).collect::<Vec<_>>())
+        .await
+        .expect("cursor");
+    assert_eq!(cursor, Some(batch[2].cursor()));
+    assert_eq!(log.latest_cursor_of(&[-1]).await.expect("cursor"), None);
+}
+
+async fn lag_and_cursors_come_from_the_log(log: Arc<dyn EventLog>) {
+    assert_eq!(
+        log.oldest_recorded_after(Cursor::START).await.expect("lag"),
+        None
+    );
+    let first = log
+        .append("l", ExpectedVersion::Any, &[event(1)])
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = log
+        .append("l", ExpectedVersion::Any, &[event(2)])
+        .await
+        .expect("append");
+    assert!(first[0].recorded_at < second[0].recorded_at);
+    assert_eq!(
+        log.oldest_recorded_after(Cursor::START).await.expect("lag"),
+        Some(first[0].recorded_at)
+    );
+    assert_eq!(
+        log.oldest_recorded_after(first[0].cursor())
+            .await
+            .expect("lag"),
+        Some(second[0].recorded_at)
+    );
+    assert_eq!(
+        log.oldest_recorded_after(second[0].cursor())
+            .await
+            .expect("lag"),
+        None
+    );
+}
+
+/// The embedded log keeps what it acknowledged across a reopen, and goes on
+/// numbering where it stopped.
+#[tokio::test]
+async fn sqlite_log_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("events.db");
+    let before = {
+        let log = SqliteEventStore::open(&path, 2).await.expect("open");
+        let written = log
+            .append("s", ExpectedVersion::NoStream, &[event(1), event(2)])
+            .await
+            .expect("append");
+        log.close().await;
+        written
+    };
+    let log = SqliteEventStore::open(&path, 2).await.expect("reopen");
+    assert_eq!(log.read_stream("s", 0).await.expect("read"), before);
+    let next = log
+        .append("t", ExpectedVersion::NoStream, &[event(3)])
+        .await
+        .expect("append");
+    assert_eq!(next[0].global_position, before[1].global_position + 1);
+}
+
+/// Readers in the same process wait on `appended` instead of polling; a
+/// refused append does not move it.
+#[tokio::test]
+async fn sqlite_appends_wake_readers_in_process() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = SqliteEventStore::open(&dir.path().join("events.db"), 2)
+        .await
+        .expect("open");
+    let mut appended = log.appended();
+    let written = log
+        .append("s", ExpectedVersion::NoStream, &[event(1)])
+        .await
+        .expect("append");
+    tokio::time::timeout(Duration::from_secs(5), appended.changed())
+        .await
+        .expect("woken in time")
+        .expect("the log is open");
+    assert_eq!(*appended.borrow_and_update(), written[0].global_position);
+    let refused = log
+        .append("s", ExpectedVersion::NoStream, &[event(2)])
+        .await;
+    assert!(refused.is_err());
+    assert!(!appended.has_changed().expect("the log is open"));
+}
