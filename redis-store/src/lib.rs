@@ -1,15 +1,16 @@
-//! The Redis adapter (DESIGN.md §8). Redis holds only what heals itself:
+//! The Redis adapter of `live-state` (DESIGN.md §8). Redis holds only what heals itself:
 //! presence (entries expire, so a crashed gateway's sockets disappear),
 //! typing and presence fan-out by pub/sub, gateway socket counts, and send
 //! rate-limit windows. A flush loses nothing that matters.
 
+mod port;
 mod presence;
 mod rate_limit;
-
 mod sockets;
 
-pub use presence::{LiveEvent, OnlineSnapshot, PRESENCE_TTL, Presence};
-pub use rate_limit::{RateLimited, RateLimiter};
+pub use live_state::{LiveEvent, OnlineSnapshot, PRESENCE_TTL, RateLimited};
+pub use presence::Presence;
+pub use rate_limit::RateLimiter;
 pub use sockets::SocketSlots;
 
 use redis::aio::ConnectionManager;

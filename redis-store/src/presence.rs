@@ -15,47 +15,10 @@
 
 use crate::{RedisError, RedisStore};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use live_state::{LiveEvent, OnlineSnapshot, PRESENCE_TTL};
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
-
-/// How long a presence entry lives without a refresh.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
-
-/// Something every gateway should tell the subscribers of a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveEvent {
-    Presence {
-        channel_id: Uuid,
-        user_id: Uuid,
-        online: bool,
-    },
-    Typing {
-        channel_id: Uuid,
-        user_id: Uuid,
-    },
-}
-
-impl LiveEvent {
-    pub fn channel_id(&self) -> Uuid {
-        match self {
-            LiveEvent::Presence { channel_id, .. } | LiveEvent::Typing { channel_id, .. } => {
-                *channel_id
-            }
-        }
-    }
-}
-
-/// What a gateway tells a new subscriber about who is online.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OnlineSnapshot {
-    /// At most the limit asked for.
-    pub users: Vec<Uuid>,
-    /// Every user online in the channel.
-    pub count: u64,
-}
 
 /// Adds (or refreshes) a connection; returns 1 if the user was not online before.
 /// KEYS: users, conns. ARGV: now, expiry, user, connection, ttl.

@@ -3,14 +3,8 @@
 //! for sends; per username and per client address for logins and registrations.
 
 use crate::{RedisError, RedisStore};
+use live_state::RateLimited;
 use uuid::Uuid;
-
-/// The send was refused; retry after this many milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("rate limited: retry in {retry_after_ms} ms")]
-pub struct RateLimited {
-    pub retry_after_ms: u64,
-}
 
 const TOKEN_BUCKET: &str = r#"
 local key = KEYS[1]

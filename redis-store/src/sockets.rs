@@ -4,7 +4,8 @@
 //! flush heals at the next heartbeat.
 
 use crate::presence::now_ms;
-use crate::{PRESENCE_TTL, RedisError, RedisStore};
+use crate::{RedisError, RedisStore};
+use live_state::PRESENCE_TTL;
 use uuid::Uuid;
 
 /// Takes a slot if fewer than the limit are live; returns 1 if taken.
