@@ -36,11 +36,14 @@ impl FromStr for Cursor {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || CursorParseError(s.chars().take(64).collect());
         let (tx, pos) = s.split_once('-').ok_or_else(invalid)?;
-        let transaction_id = tx.parse().map_err(|_| invalid())?;
-        let global_position: i64 = pos.parse().map_err(|_| invalid())?;
-        if global_position < 0 {
+        // Digits only: `str::parse` also takes a sign (`+1`, `-0`), which no
+        // cursor has and the OpenAPI pattern refuses.
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(tx) || !digits(pos) {
             return Err(invalid());
         }
+        let transaction_id = tx.parse().map_err(|_| invalid())?;
+        let global_position: i64 = pos.parse().map_err(|_| invalid())?;
         Ok(Cursor {
             transaction_id,
             global_position,
@@ -59,7 +62,9 @@ mod tests {
             global_position: 77,
         };
         assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
-        for bad in ["", "12", "a-1", "1-b", "1--2", "-1-2", "1-2-3"] {
+        for bad in [
+            "", "12", "a-1", "1-b", "1--2", "-1-2", "1-2-3", "+1-2", "1-+2", "1--0", "0-+0",
+        ] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad} parsed");
         }
     }
