@@ -80,11 +80,7 @@ pub(crate) async fn run(hub: &Arc<Hub>, sub: &Arc<Subscription>, mut from: u64) 
 /// Skips to `target` and says so: `subscribed {recovered: false}`.
 async fn resync(hub: &Arc<Hub>, sub: &Arc<Subscription>, target: u64) -> u64 {
     metrics::counter!("ws_resyncs_total").increment(1);
-    let online = hub
-        .presence
-        .snapshot(sub.channel_id, hub.presence_limit)
-        .await
-        .unwrap_or_default();
+    let online = hub.online(sub.channel_id).await;
     let frame = ServerFrame::Subscribed {
         id: None,
         channel_id: sub.channel_id,

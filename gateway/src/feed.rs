@@ -153,18 +153,10 @@ fn record_push_latency(recorded_at: &str) {
     }
 }
 
-/// After a (re)connect of the feed: each subscribed channel's head is read
-/// once from the read model, and every live subscription behind it catches up.
+/// After a (re)connect of the feed: every subscription catches up to its
+/// channel's head in the read model (`Hub::repair_gaps`).
 async fn repair_gaps(gateway: Arc<Gateway>) {
-    for channel in gateway.hub.channels() {
-        match gateway.hub.history.last_seq(channel).await {
-            Ok(head) => gateway.hub.repair(channel, head),
-            Err(e) => {
-                tracing::warn!(error = %e, "gap repair after reconnect failed");
-                return;
-            }
-        }
-    }
+    gateway.hub.repair_gaps().await;
 }
 
 /// A live feed that hears nothing for this long (not even its own probes,

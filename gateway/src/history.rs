@@ -2,6 +2,7 @@
 
 use crate::frames::ServerFrame;
 use crate::hub::Live;
+use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -16,7 +17,7 @@ pub const DEFAULT_RECOVERY_LIMIT: u64 = 10_000;
 const CONCURRENT_READS: usize = 4;
 
 /// seq, message_id, sender_id, content, message_type, created_at, deleted.
-type Row = (
+pub(crate) type Row = (
     i64,
     Uuid,
     Uuid,
@@ -26,29 +27,78 @@ type Row = (
     bool,
 );
 
+/// Where the history rows come from: the read model in production; a model
+/// of it in the subscribe/replay/live merge's model test.
+pub(crate) trait HistorySource: Send + Sync + std::fmt::Debug {
+    /// The channel's last seq (0 before its first message is projected).
+    fn last_seq(&self, channel: Uuid) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    /// Rows with seq > `after`, oldest first, at most `limit`.
+    fn rows_after(
+        &self,
+        channel: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<Row>, sqlx::Error>>;
+}
+
+/// The read model's tables.
+#[derive(Debug)]
+struct ReadModel(PgPool);
+
+impl HistorySource for ReadModel {
+    fn last_seq(&self, channel: Uuid) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(async move {
+            let last: Option<i64> =
+                sqlx::query_scalar("SELECT last_seq FROM rm.channels WHERE channel_id = $1")
+                    .bind(channel)
+                    .fetch_optional(&self.0)
+                    .await?;
+            Ok(last.unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn rows_after(
+        &self,
+        channel: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<Row>, sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query_as(
+                "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
+                 WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(channel)
+            .bind(after as i64)
+            .bind(limit)
+            .fetch_all(&self.0)
+            .await
+        })
+    }
+}
+
 /// Read-model queries of the gateway.
 #[derive(Debug, Clone)]
 pub struct History {
-    read: PgPool,
+    source: Arc<dyn HistorySource>,
     reads: Arc<Semaphore>,
 }
 
 impl History {
     pub fn new(read: PgPool) -> Self {
+        Self::from_source(Arc::new(ReadModel(read)))
+    }
+
+    pub(crate) fn from_source(source: Arc<dyn HistorySource>) -> Self {
         Self {
-            read,
+            source,
             reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
         }
     }
 
     /// The channel's last seq in the read model (0 before its first message is projected).
     pub async fn last_seq(&self, channel: Uuid) -> Result<u64, sqlx::Error> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM rm.channels WHERE channel_id = $1")
-                .bind(channel)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(last.unwrap_or(0).max(0) as u64)
+        self.source.last_seq(channel).await
     }
 
     /// Message frames with seq > `after`, oldest first (at most `limit`);
@@ -61,15 +111,7 @@ impl History {
     ) -> Result<Vec<Live>, sqlx::Error> {
         let _permit = self.reads.acquire().await;
         metrics::counter!("ws_history_reads_total").increment(1);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
-             WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(channel)
-        .bind(after as i64)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        let rows = self.source.rows_after(channel, after, limit).await?;
         Ok(rows
             .into_iter()
             .map(

@@ -160,7 +160,8 @@ pub struct Hub {
     by_channel: RwLock<HashMap<Uuid, HashMap<Uuid, Arc<Subscription>>>>,
     by_connection: Mutex<HashMap<Uuid, HashSet<Uuid>>>,
     pub(crate) history: History,
-    pub(crate) presence: Presence,
+    /// Who is online, for a resync's `subscribed` (None: nobody, in the merge's model test).
+    pub(crate) presence: Option<Presence>,
     pub(crate) recovery_limit: u64,
     pub(crate) presence_limit: usize,
     changes: Mutex<ChangeMarks>,
@@ -170,6 +171,15 @@ impl Hub {
     pub fn new(
         history: History,
         presence: Presence,
+        recovery_limit: u64,
+        presence_limit: usize,
+    ) -> Arc<Self> {
+        Self::with(history, Some(presence), recovery_limit, presence_limit)
+    }
+
+    pub(crate) fn with(
+        history: History,
+        presence: Option<Presence>,
         recovery_limit: u64,
         presence_limit: usize,
     ) -> Arc<Self> {
@@ -343,6 +353,24 @@ impl Hub {
             .collect()
     }
 
+    /// Who is online in `channel_id` (nobody when presence cannot say).
+    pub(crate) async fn online(&self, channel_id: Uuid) -> redis_store::OnlineSnapshot {
+        match &self.presence {
+            Some(presence) => presence
+                .snapshot(channel_id, self.presence_limit)
+                .await
+                .unwrap_or_default(),
+            None => redis_store::OnlineSnapshot::default(),
+        }
+    }
+
+    /// Starts the replay of a subscription that was just answered: from
+    /// `from`, to at least `last_seq` (the head the subscribe saw), then live.
+    pub(crate) fn replay(self: &Arc<Self>, sub: &Arc<Subscription>, last_seq: u64, from: u64) {
+        sub.raise_target(last_seq);
+        self.start_catch_up(sub, from);
+    }
+
     /// Starts (or restarts) the task that brings `sub` from `from` to live.
     pub(crate) fn start_catch_up(self: &Arc<Self>, sub: &Arc<Subscription>, from: u64) {
         let (hub, task_sub) = (self.clone(), sub.clone());
@@ -359,6 +387,20 @@ impl Hub {
 }
 
 impl Hub {
+    /// After a (re)connect of the feed: each subscribed channel's head is read
+    /// once from the read model, and every subscription behind it catches up.
+    pub(crate) async fn repair_gaps(self: &Arc<Self>) {
+        for channel in self.channels() {
+            match self.history.last_seq(channel).await {
+                Ok(head) => self.repair(channel, head),
+                Err(e) => {
+                    tracing::warn!(error = %e, "gap repair after reconnect failed");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Brings every live subscription of `channel_id` that is behind `head` up to it.
     pub(crate) fn repair(self: &Arc<Self>, channel_id: Uuid, head: u64) {
         for sub in self.subscriptions(channel_id) {
@@ -377,3 +419,6 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod model_tests;

@@ -99,12 +99,7 @@ pub(crate) async fn subscribe(
             return Some(unavailable(id));
         }
     };
-    let (from, recovered) = match after_seq {
-        // The client has more than the read model (its own ack came first).
-        Some(after) if after >= last_seq => (after, true),
-        Some(after) if last_seq - after <= gateway.config.recovery_limit => (after, true),
-        _ => (last_seq, false),
-    };
+    let (from, recovered) = resume_point(after_seq, last_seq, gateway.config.recovery_limit);
     let online = gateway
         .presence
         .snapshot(channel_id, gateway.config.presence_limit)
@@ -133,7 +128,23 @@ pub(crate) async fn subscribe(
     {
         tracing::warn!(error = %e, "presence join failed");
     }
-    sub.raise_target(last_seq);
-    gateway.hub.start_catch_up(&sub, from);
+    gateway.hub.replay(&sub, last_seq, from);
     None
+}
+
+/// Where a subscription's replay starts, and whether that recovers the
+/// client's position (`recovered`), given its `after_seq` and the read
+/// model's head: from `after_seq` within the recovery window, else live from
+/// the head.
+pub(crate) fn resume_point(
+    after_seq: Option<u64>,
+    last_seq: u64,
+    recovery_limit: u64,
+) -> (u64, bool) {
+    match after_seq {
+        // The client has more than the read model (its own ack came first).
+        Some(after) if after >= last_seq => (after, true),
+        Some(after) if last_seq - after <= recovery_limit => (after, true),
+        _ => (last_seq, false),
+    }
 }
