@@ -123,6 +123,14 @@ impl Subscription {
         }
     }
 
+    /// The highest message seq it delivered or saw announced.
+    fn seen(&self) -> u64 {
+        match &*lock(&self.state) {
+            State::CatchingUp { target, .. } => *target,
+            State::Live { last_seq } => *last_seq,
+        }
+    }
+
     /// Raises the target (to the head the subscribe saw).
     pub(crate) fn raise_target(&self, to: u64) {
         if let State::CatchingUp { target, .. } = &mut *lock(&self.state) {
@@ -203,8 +211,16 @@ impl Hub {
     }
 
     /// Registers a subscription (replacing one to the same channel) that
-    /// notes live frames until it is caught up.
+    /// notes live frames until it is caught up. A replacement starts with
+    /// the highest seq the old one saw as its target: those pushes are not
+    /// sent again, so the new one replays them from the read model if its
+    /// start is below them (a lagging replica may answer a head behind them).
     pub fn subscribe(&self, connection: &Arc<Connection>, channel_id: Uuid) -> Arc<Subscription> {
+        let seen = self
+            .channels_map()
+            .get(&channel_id)
+            .and_then(|subs| subs.get(&connection.id))
+            .map_or(0, |old| old.seen());
         self.unsubscribe(connection.id, channel_id);
         let sub = Arc::new(Subscription {
             connection: connection.clone(),
@@ -212,7 +228,7 @@ impl Hub {
             authorized_version: std::sync::atomic::AtomicU64::new(0),
             active: AtomicBool::new(true),
             state: Mutex::new(State::CatchingUp {
-                target: 0,
+                target: seen,
                 pending: VecDeque::new(),
             }),
             task: Mutex::new(None),

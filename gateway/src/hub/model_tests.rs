@@ -719,3 +719,39 @@ fn the_client_receives_the_channels_seq_stream_exactly_once_in_order() {
         panic!("{e}");
     }
 }
+
+// ------------------------------------------------------------------ counter-examples
+
+/// Counter-example (proptest-regressions, first entry): a re-subscribe with
+/// no `after_seq` whose head was read from a lagging replica (0) while the
+/// old subscription had already pushed message 1. The reply said "live
+/// from 0", and message 1 never came again: the replacement forgot what the
+/// old subscription had seen. Fixed in `Hub::subscribe` (the replacement's
+/// target starts at the old one's seq, so it replays 1 from the read model).
+#[test]
+fn a_resubscribe_answered_from_a_lagging_replica_sends_what_it_says_comes_next() {
+    let case = Case {
+        strict: false,
+        recovery_limit: 2,
+        initial: 0,
+        latencies: vec![5],
+        first: After::None,
+        ops: vec![Op::Subscribe(After::None), Op::Commit, Op::Announce(0)],
+    };
+    let client = paused_runtime()
+        .block_on(async {
+            let mut world = play(&case).await?;
+            world.quiesce().await?;
+            Ok::<_, TestCaseError>(world.client)
+        })
+        .expect("every frame in order");
+    assert_eq!(
+        client.unrecovered, 2,
+        "both subscribes are live from the head"
+    );
+    assert_eq!(
+        client.next,
+        Some(2),
+        "message 1, announced before the re-subscribe was answered with last_seq 0, never came"
+    );
+}
