@@ -417,20 +417,26 @@ impl Hub {
         }
     }
 
-    /// Brings every live subscription of `channel_id` that is behind `head` up to it.
+    /// Brings every subscription of `channel_id` that is behind `head` up to
+    /// it: a live one catches up; one catching up already (a subscribe
+    /// being answered, a replay) goes on to `head`, not only to the target it
+    /// had, which the lost announcements would not have raised.
     pub(crate) fn repair(self: &Arc<Self>, channel_id: Uuid, head: u64) {
         for sub in self.subscriptions(channel_id) {
             let mut state = lock(&sub.state);
-            if let State::Live { last_seq } = *state
-                && last_seq < head
-            {
-                *state = State::CatchingUp {
-                    target: head,
-                    pending: VecDeque::new(),
-                };
-                drop(state);
-                metrics::counter!("ws_gap_repairs_total").increment(1);
-                self.start_catch_up(&sub, last_seq);
+            match &mut *state {
+                State::Live { last_seq } if *last_seq < head => {
+                    let from = *last_seq;
+                    *state = State::CatchingUp {
+                        target: head,
+                        pending: VecDeque::new(),
+                    };
+                    drop(state);
+                    metrics::counter!("ws_gap_repairs_total").increment(1);
+                    self.start_catch_up(&sub, from);
+                }
+                State::CatchingUp { target, .. } => *target = (*target).max(head),
+                State::Live { .. } => {}
             }
         }
     }
