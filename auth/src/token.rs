@@ -1,5 +1,6 @@
 //! Access tokens: HS256 only (the algorithm is pinned here, never read from the
-//! token), with `exp`, `iss` and `aud` required and checked.
+//! token), with `exp`, `iss` and `aud` required and checked, and a token that
+//! carries `nbf` refused until then (RFC 7519 §4.1.5), with the same leeway.
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -82,6 +83,8 @@ impl JwtConfig {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        // A token is not accepted before its `nbf` (jsonwebtoken leaves this off).
+        validation.validate_nbf = true;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -181,6 +184,44 @@ mod tests {
         );
 
         assert!(config().verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf() {
+        let now = Utc::now().timestamp();
+        let id = Uuid::new_v4();
+        #[derive(Serialize)]
+        struct WithNbf {
+            #[serde(flatten)]
+            claims: Claims,
+            nbf: i64,
+        }
+        let with_nbf = |nbf: i64| {
+            let claims = WithNbf {
+                claims: Claims {
+                    sub: id,
+                    name: "a".into(),
+                    iss: "chat".into(),
+                    aud: "chat".into(),
+                    iat: now,
+                    exp: now + 600,
+                },
+                nbf,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .expect("encode")
+        };
+        assert!(matches!(
+            config().verify(&with_nbf(now + 60)),
+            Err(TokenError::Invalid)
+        ));
+        // Within the leeway, and in the past, it is valid.
+        assert!(config().verify(&with_nbf(now + 2)).is_ok());
+        assert!(config().verify(&with_nbf(now - 60)).is_ok());
     }
 
     #[test]
