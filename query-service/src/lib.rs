@@ -9,11 +9,14 @@
 mod access;
 mod error;
 mod export;
-mod params;
+pub mod params;
 mod routes;
 
 pub use error::QueryError;
-pub use routes::{ROUTES, configure};
+pub use routes::{
+    DirectoryQuery, DirectorySearch, EventsQuery, EventsRequest, HistoryPage, HistoryQuery, ROUTES,
+    configure,
+};
 
 use event_store::PgEventStore;
 use sqlx::PgPool;

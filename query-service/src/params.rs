@@ -7,24 +7,30 @@ use std::num::IntErrorKind;
 
 /// `value` as an integer: `None` when absent or empty; an integer too large for
 /// `i64` saturates; anything else is a 400 naming `name`.
-pub(crate) fn integer(name: &str, value: Option<&str>) -> Result<Option<i64>, QueryError> {
+pub fn integer(name: &str, value: Option<&str>) -> Result<Option<i64>, QueryError> {
     let Some(text) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
+    let not_an_integer = || QueryError::InvalidQuery(format!("`{name}` must be an integer"));
+    // The grammar first: `str::parse` reports an overflow as soon as the
+    // digits overflow, before it sees that `99999999999999999999x` is not a
+    // number at all, and that must not saturate.
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_an_integer());
+    }
     match text.parse::<i64>() {
         Ok(n) => Ok(Some(n)),
         Err(e) => match e.kind() {
             IntErrorKind::PosOverflow => Ok(Some(i64::MAX)),
             IntErrorKind::NegOverflow => Ok(Some(i64::MIN)),
-            _ => Err(QueryError::InvalidQuery(format!(
-                "`{name}` must be an integer"
-            ))),
+            _ => Err(not_an_integer()),
         },
     }
 }
 
 /// A comma-separated list, trimmed, without empty entries.
-pub(crate) fn list(value: Option<&str>) -> Vec<String> {
+pub fn list(value: Option<&str>) -> Vec<String> {
     value
         .map(|v| {
             v.split(',')
@@ -54,7 +60,16 @@ mod tests {
             integer("after", Some("-99999999999999999999999")).ok(),
             Some(Some(i64::MIN))
         );
-        for bad in ["abc", "1.5", "x1", "1e3"] {
+        for bad in [
+            "abc",
+            "1.5",
+            "x1",
+            "1e3",
+            "99999999999999999999x",
+            "-9999999999999999999;999",
+            "+",
+            "--1",
+        ] {
             assert!(
                 matches!(
                     integer("limit", Some(bad)),

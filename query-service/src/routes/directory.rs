@@ -40,10 +40,38 @@ struct DirectoryEntry {
     is_member: bool,
 }
 
-#[derive(Deserialize)]
-pub(super) struct DirectoryQuery {
+/// The query string of a directory request, as the route extracts it.
+#[derive(Debug, Deserialize)]
+pub struct DirectoryQuery {
     q: Option<String>,
     limit: Option<String>,
+}
+
+/// What a directory request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySearch<'q> {
+    /// The search text, trimmed (empty: every name).
+    pub text: &'q str,
+    /// `text` as a LIKE pattern (escape `\`) matching names that contain it.
+    pub pattern: String,
+    /// Most channels listed: 50 when absent, clamped to 1..=100.
+    pub limit: i64,
+}
+
+impl DirectoryQuery {
+    /// The search asked for (pure: the fuzz targets of `fuzz/` call it); a
+    /// bad `q` or `limit` is a 400 naming it.
+    pub fn search(&self) -> Result<DirectorySearch<'_>, QueryError> {
+        let text = search_text(self.q.as_deref())?;
+        let limit = params::integer("limit", self.limit.as_deref())?
+            .unwrap_or(DEFAULT_LIMIT)
+            .clamp(1, MAX_LIMIT);
+        Ok(DirectorySearch {
+            text,
+            pattern: contains_pattern(text),
+            limit,
+        })
+    }
 }
 
 /// `text` as a LIKE pattern matching any name that contains it literally.
@@ -85,12 +113,9 @@ pub(super) async fn public_channels(
     service: web::Data<QueryService>,
     query: web::Query<DirectoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let text = search_text(query.q.as_deref())?;
-    let limit = params::integer("limit", query.limit.as_deref())?
-        .unwrap_or(DEFAULT_LIMIT)
-        .clamp(1, MAX_LIMIT);
+    let DirectorySearch { pattern, limit, .. } = query.search()?;
     let mut channels = sqlx::query_as::<_, DirectoryEntry>(DIRECTORY)
-        .bind(contains_pattern(text))
+        .bind(pattern)
         .bind(user.user_id)
         .bind(limit + 1)
         .fetch_all(service.read_pool())

@@ -41,11 +41,39 @@ WHERE channel_id = $1 AND seq > $2 AND seq < $3
 ORDER BY seq DESC
 LIMIT $4";
 
-#[derive(Deserialize)]
-pub(super) struct HistoryQuery {
+/// The query string of a history request, as the route extracts it.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
     before: Option<String>,
     after: Option<String>,
     limit: Option<String>,
+}
+
+/// The page a history request asks for: the newest `limit` messages with
+/// `after < seq < before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Exclusive upper bound; `i64::MAX` when absent.
+    pub before: i64,
+    /// Exclusive lower bound; `i64::MIN` when absent.
+    pub after: i64,
+    /// Page size: 50 when absent, clamped to 1..=100.
+    pub limit: i64,
+}
+
+impl HistoryQuery {
+    /// The page asked for (pure: the fuzz targets of `fuzz/` call it). Empty
+    /// parameters are absent, out-of-range integers saturate, and anything
+    /// else that is not an integer is a 400 naming its parameter.
+    pub fn page(&self) -> Result<HistoryPage, QueryError> {
+        Ok(HistoryPage {
+            before: params::integer("before", self.before.as_deref())?.unwrap_or(i64::MAX),
+            after: params::integer("after", self.after.as_deref())?.unwrap_or(i64::MIN),
+            limit: params::integer("limit", self.limit.as_deref())?
+                .unwrap_or(DEFAULT_LIMIT)
+                .clamp(1, MAX_LIMIT),
+        })
+    }
 }
 
 /// 200 `{"messages": [...], "has_more": bool}`.
@@ -55,11 +83,11 @@ pub(super) async fn history(
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = params::integer("before", query.before.as_deref())?.unwrap_or(i64::MAX);
-    let after = params::integer("after", query.after.as_deref())?.unwrap_or(i64::MIN);
-    let limit = params::integer("limit", query.limit.as_deref())?
-        .unwrap_or(DEFAULT_LIMIT)
-        .clamp(1, MAX_LIMIT);
+    let HistoryPage {
+        before,
+        after,
+        limit,
+    } = query.page()?;
     let channel = readable_channel(service.read_pool(), &path, user.user_id).await?;
     let mut messages = sqlx::query_as::<_, MessageView>(PAGE)
         .bind(channel.channel_id)

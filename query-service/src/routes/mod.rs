@@ -9,6 +9,10 @@ mod messages;
 
 use actix_web::web;
 
+pub use directory::{DirectoryQuery, DirectorySearch};
+pub use events::{EventsQuery, EventsRequest};
+pub use messages::{HistoryPage, HistoryQuery};
+
 /// Every route this crate mounts, as (method, path pattern).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/channels"),
