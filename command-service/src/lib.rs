@@ -15,4 +15,4 @@ pub use channels::ChannelRepository;
 pub use error::CommandError;
 pub use executor::{CommandContext, CommandService, Executed, Intent};
 pub use idempotency::client_msg_key;
-pub use routes::{ROUTES, configure};
+pub use routes::{ROUTES, bodies, configure, idempotency_header, if_match};

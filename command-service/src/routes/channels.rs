@@ -1,6 +1,7 @@
 //! Channel lifecycle and membership commands.
 
 use super::commander::Commander;
+use super::json::{Json, Object};
 use super::{no_content, with_etag};
 use crate::CommandError;
 use crate::executor::Intent;
@@ -11,8 +12,9 @@ use serde_json::json;
 use service_kit::ApiError;
 use uuid::Uuid;
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct CreateChannel {
+/// The body of `POST /api/channels`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CreateChannel {
     name: String,
     kind: ChannelKind,
     #[serde(default, deserialize_with = "service_kit::integer::optional_u32")]
@@ -21,7 +23,7 @@ pub(super) struct CreateChannel {
 
 pub(super) async fn create(
     mut cmd: Commander,
-    body: web::Json<CreateChannel>,
+    body: Json<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     // A new channel has no version to match.
     cmd.ctx.expected_version = None;
@@ -53,8 +55,9 @@ pub(super) async fn create(
         .json(json!({ "channel_id": channel_id })))
 }
 
-#[derive(Deserialize, Serialize, Default)]
-pub(super) struct AddMember {
+/// The body of `POST /api/channels/{id}/members` (see [`member_body`]).
+#[derive(Debug, Deserialize, Serialize, Default)]
+pub struct AddMember {
     user_id: Option<Uuid>,
 }
 
@@ -114,18 +117,21 @@ async fn read_at_most(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
 }
 
 /// No body or `{}` joins; any other body must be a valid `{user_id}` object.
-fn member_body(body: &[u8]) -> Result<AddMember, ApiError> {
+/// Public for the fuzz targets of `fuzz/`.
+pub fn member_body(body: &[u8]) -> Result<AddMember, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(AddMember::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_data() {
-            "invalid_body"
-        } else {
-            "malformed_json"
-        };
-        ApiError::bad_request(code, e.to_string())
-    })
+    serde_json::from_slice::<Object<AddMember>>(body)
+        .map(|body| body.0)
+        .map_err(|e| {
+            let code = if e.is_data() {
+                "invalid_body"
+            } else {
+                "malformed_json"
+            };
+            ApiError::bad_request(code, e.to_string())
+        })
 }
 
 /// Removing oneself is leaving; removing someone else is a kick.
@@ -150,15 +156,16 @@ pub(super) async fn remove_member(
     ))
 }
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct ChangeRole {
+/// The body of `PUT /api/channels/{id}/members/{user_id}/role`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ChangeRole {
     role: Role,
 }
 
 pub(super) async fn change_role(
     cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<ChangeRole>,
+    body: Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
     let (channel_id, target) = path.into_inner();
     let command = ChannelCommand::ChangeRole {
@@ -176,15 +183,16 @@ pub(super) async fn change_role(
     ))
 }
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct Ban {
+/// The body of `POST /api/channels/{id}/bans`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Ban {
     user_id: Uuid,
 }
 
 pub(super) async fn ban(
     cmd: Commander,
     path: web::Path<Uuid>,
-    body: web::Json<Ban>,
+    body: Json<Ban>,
 ) -> Result<HttpResponse, ApiError> {
     require_user(&cmd, body.user_id).await?;
     let command = ChannelCommand::Ban {
@@ -230,15 +238,16 @@ pub(super) async fn archive(
     ))
 }
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct Mute {
+/// The body of `PUT /api/channels/{id}/mute`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Mute {
     muted: bool,
 }
 
 pub(super) async fn mute(
     cmd: Commander,
     path: web::Path<Uuid>,
-    body: web::Json<Mute>,
+    body: Json<Mute>,
 ) -> Result<HttpResponse, ApiError> {
     let event_type = if body.muted {
         "ChannelMuted"

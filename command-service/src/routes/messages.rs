@@ -1,6 +1,7 @@
 //! Sending, editing, deleting and reading messages.
 
 use super::commander::Commander;
+use super::json::Json;
 use super::{no_content, with_etag};
 use crate::executor::Intent;
 use actix_web::{HttpResponse, web};
@@ -10,8 +11,9 @@ use serde_json::json;
 use service_kit::ApiError;
 use uuid::Uuid;
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct SendMessage {
+/// The body of `POST /api/channels/{id}/messages`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct SendMessage {
     content: String,
     #[serde(rename = "type", default = "text")]
     message_type: String,
@@ -26,7 +28,7 @@ fn text() -> String {
 pub(super) async fn send(
     mut cmd: Commander,
     path: web::Path<Uuid>,
-    body: web::Json<SendMessage>,
+    body: Json<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let channel_id = path.into_inner();
@@ -51,15 +53,16 @@ pub(super) async fn send(
         .json(json!({ "message_id": data.get("message_id"), "seq": data.get("seq") })))
 }
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct EditMessage {
+/// The body of `PATCH /api/channels/{id}/messages/{message_id}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct EditMessage {
     content: String,
 }
 
 pub(super) async fn edit(
     cmd: Commander,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<EditMessage>,
+    body: Json<EditMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let (channel_id, message_id) = path.into_inner();
     let body = body.into_inner();
@@ -94,8 +97,9 @@ pub(super) async fn delete(
     ))
 }
 
-#[derive(Deserialize, Serialize)]
-pub(super) struct MarkRead {
+/// The body of `POST /api/channels/{id}/read`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct MarkRead {
     #[serde(deserialize_with = "service_kit::integer::u64")]
     seq: u64,
 }
@@ -103,7 +107,7 @@ pub(super) struct MarkRead {
 pub(super) async fn mark_read(
     cmd: Commander,
     path: web::Path<Uuid>,
-    body: web::Json<MarkRead>,
+    body: Json<MarkRead>,
 ) -> Result<HttpResponse, ApiError> {
     let command = ChannelCommand::MarkRead { seq: body.seq };
     Ok(no_content(

@@ -3,8 +3,17 @@
 
 mod channels;
 mod commander;
+mod json;
 mod messages;
 mod users;
+
+/// The JSON bodies of the command routes, as the routes deserialise them
+/// (public for the fuzz targets of `fuzz/`).
+pub mod bodies {
+    pub use super::channels::{AddMember, Ban, ChangeRole, CreateChannel, Mute, member_body};
+    pub use super::json::{Json, Object};
+    pub use super::messages::{EditMessage, MarkRead, SendMessage};
+}
 
 use crate::executor::{CommandContext, Executed};
 use crate::idempotency::{MAX_KEY_CHARS, header_key};
@@ -95,7 +104,8 @@ fn context(
 }
 
 /// `If-Match: "7"` (or `7`, `W/"7"`); `*` or absent: any version.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// Public for the fuzz targets of `fuzz/`.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -109,12 +119,20 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    // As the OpenAPI pattern says: `(W/)?"?[0-9]+"?`, so no sign and no
+    // quotes beyond one on each side (`str::parse` takes `+7`).
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text.strip_prefix('"').unwrap_or(text);
+    let text = text.strip_suffix('"').unwrap_or(text);
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
     text.parse().map(Some).map_err(|_| invalid())
 }
 
 /// The `Idempotency-Key` header: 1–200 visible ASCII characters (so never U+0000).
-fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// Public for the fuzz targets of `fuzz/`.
+pub fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

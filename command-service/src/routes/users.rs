@@ -7,6 +7,7 @@
 //! bounded: a burst gets 503 with `Retry-After`, never unbounded memory.
 
 use super::context;
+use super::json::Json;
 use crate::CommandError;
 use crate::auth_gate::{Attempt, AuthGate, Refusal};
 use crate::executor::{CommandService, Executed, to_new_events};
@@ -31,7 +32,7 @@ pub(super) async fn register(
     gate: web::Data<AuthGate>,
     request_id: RequestId,
     req: HttpRequest,
-    body: web::Json<Register>,
+    body: Json<Register>,
 ) -> Result<HttpResponse, Refusal> {
     let body = body.into_inner();
     refuse_bad_text(&body.username, &body.password, body.display_name.as_deref())?;
@@ -132,7 +133,7 @@ pub(super) async fn issue_token(
     gate: web::Data<AuthGate>,
     jwt: web::Data<JwtConfig>,
     req: HttpRequest,
-    body: web::Json<Login>,
+    body: Json<Login>,
 ) -> Result<HttpResponse, Refusal> {
     let body = body.into_inner();
     refuse_bad_text(&body.username, &body.password, None)?;
