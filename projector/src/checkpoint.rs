@@ -17,7 +17,7 @@ use event_store::{Cursor, PgEventStore, RecordedEvent};
 use sqlx::{PgConnection, PgPool};
 
 /// Where the live projection stands (the start if it never applied anything).
-pub(crate) async fn load(read: &PgPool, log: &PgEventStore) -> Result<Cursor, sqlx::Error> {
+pub async fn load(read: &PgPool, log: &PgEventStore) -> Result<Cursor, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id, global_position FROM rm.checkpoints WHERE projection = $1",
     )

@@ -4,7 +4,7 @@
 //! events are never reordered or dropped.
 
 use crate::EventSchemas;
-use crate::apply::{AppliedChange, ApplyError, Outcome, apply_batch};
+use crate::apply::{AppliedChange, ApplyError};
 use crate::decode::{Poison, decode_delivery};
 use broker::lapin::message::Delivery;
 use broker::lapin::options::ConfirmSelectOptions;
@@ -256,13 +256,6 @@ impl Projector {
         &self,
         good: &[(Delivery, RecordedEvent, Event)],
     ) -> Result<Vec<AppliedChange>, (Option<usize>, ApplyError)> {
-        // Long gaps are read from the log and applied before the batch's
-        // transaction opens, so it never sits idle during a log read.
-        let records: Vec<&RecordedEvent> = good.iter().map(|(_, r, _)| r).collect();
-        let mut changes =
-            crate::heal::heal_ahead(&self.read, read_model::LIVE_SCHEMA, &self.log, &records).await;
-        let cursor = crate::checkpoint::cursor_of(&self.log, &records).await;
-        let mut tx = self.read.begin().await.map_err(|e| (None, e.into()))?;
         for (_, recorded, _) in good {
             let correlation_id = recorded
                 .metadata
@@ -279,28 +272,9 @@ impl Projector {
             );
         }
         let items: Vec<(&RecordedEvent, &Event)> = good.iter().map(|(_, r, e)| (r, e)).collect();
-        let outcomes = apply_batch(&mut tx, read_model::LIVE_SCHEMA, &self.log, &items)
-            .await
-            .map_err(|(index, e)| match e {
-                e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
-                e => (None, e),
-            })?;
-        let (mut applied, mut duplicates) = (changes.len() as u64, 0u64);
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Applied { changes: c, .. } => {
-                    applied += c.len() as u64;
-                    changes.extend(c);
-                }
-                Outcome::Duplicate => duplicates += 1,
-            }
-        }
-        if let Some(last) = records.iter().max_by_key(|r| r.recorded_at) {
-            crate::checkpoint::save(&mut tx, cursor, last)
-                .await
-                .map_err(|e| (None, e.into()))?;
-        }
-        tx.commit().await.map_err(|e| (None, e.into()))?;
+        let pending = crate::batch::apply_deliveries(&self.read, &self.log, &items).await?;
+        let (applied, duplicates) = (pending.changes.len() as u64, pending.duplicates);
+        let (changes, cursor) = pending.commit().await.map_err(|e| (None, e.into()))?;
         metrics::counter!("projector_applied_total").increment(applied);
         metrics::counter!("projector_skipped_duplicates_total").increment(duplicates);
         if let Some(cursor) = cursor {

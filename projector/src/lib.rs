@@ -4,6 +4,7 @@
 //! acks after the commit, and announces each change on `chat.projections`.
 
 mod apply;
+mod batch;
 mod checkpoint;
 mod consume;
 mod decode;
@@ -11,6 +12,8 @@ mod heal;
 mod validate;
 
 pub use apply::{AppliedChange, ApplyError, Outcome, apply_batch, apply_event};
+pub use batch::{PendingBatch, apply_deliveries};
+pub use checkpoint::load as load_checkpoint;
 pub use consume::{ProjectorConfig, run};
 pub use decode::{Poison, decode_delivery};
 pub use validate::EventSchemas;

@@ -7,6 +7,7 @@ mod delivery_faults;
 mod fold_equivalence;
 mod healing;
 mod lag;
+mod model;
 mod notifications;
 mod outages;
 mod poison;
