@@ -347,11 +347,13 @@ impl PgEventStore {
     }
 
     /// The commit-order cursor of the latest (in commit order) of the events
-    /// at `positions` (None: none of them is in the log).
+    /// at `positions` (None: none of them is in the log). Ordered by the
+    /// column: the selected text, named `transaction_id` too, would order
+    /// 9999 after 10000.
     pub async fn latest_cursor_of(&self, positions: &[i64]) -> Result<Option<Cursor>, sqlx::Error> {
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT transaction_id::text, global_position FROM events WHERE global_position = ANY($1) \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+             ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
         )
         .bind(positions)
         .fetch_optional(&self.pool)

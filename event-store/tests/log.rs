@@ -213,6 +213,42 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
     assert_eq!(after.first().map(|e| e.transaction_id), Some(boundary));
 }
 
+/// The latest of some events in commit order is numeric too: the projector
+/// checkpoints it, and at a digit boundary it took 99999 for later than
+/// 100000 (found by the projector's model test, issue #11).
+#[tokio::test]
+async fn the_latest_cursor_of_positions_is_numeric_across_a_digit_boundary() {
+    let db = TestDb::new_event_log().await;
+    let store = PgEventStore::new(db.pool.clone());
+    let boundary = test_support::settled_digit_boundary(&db.pool, 5).await;
+    let mut positions = Vec::new();
+    for (i, xid) in [boundary - 1, boundary].into_iter().enumerate() {
+        let position: i64 = sqlx::query_scalar(
+            "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
+             VALUES ($1::text::xid8, $2, 1, $3, 'MessageSent', 1, '{}') RETURNING global_position",
+        )
+        .bind(xid.to_string())
+        .bind(format!("s-{i}"))
+        .bind(Uuid::new_v4())
+        .fetch_one(&db.pool)
+        .await
+        .expect("insert");
+        positions.push(position);
+    }
+    let latest = store
+        .latest_cursor_of(&positions)
+        .await
+        .expect("cursor")
+        .expect("in the log");
+    assert_eq!(
+        latest,
+        Cursor {
+            transaction_id: boundary,
+            global_position: positions[1],
+        }
+    );
+}
+
 /// Whole-log reads see only what is below the oldest running transaction of
 /// the whole cluster, and other tests run beside this one: wait (bounded) until
 /// at least `n` events are visible, then return them.

@@ -44,7 +44,7 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
             _ = shutdown.changed() => return,
         }
         let Some(after) = cursor else {
-            match head(&gateway).await {
+            match head(gateway.commands.store().pool()).await {
                 Ok(head) => cursor = Some(head),
                 Err(e) => {
                     tracing::warn!(error = %e, "log watch cannot read the log; retrying")
@@ -98,14 +98,15 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
 }
 
 /// The log's last visible position: removals before the gateway started
-/// concern no subscription of it.
-async fn head(gateway: &Gateway) -> Result<Cursor, sqlx::Error> {
+/// concern no subscription of it. Ordered by the column: the selected text,
+/// named `transaction_id` too, would order 9999 after 10000.
+async fn head(log: &sqlx::PgPool) -> Result<Cursor, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT transaction_id::text, global_position FROM events \
          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
     )
-    .fetch_optional(gateway.commands.store().pool())
+    .fetch_optional(log)
     .await?;
     Ok(row
         .and_then(|(xid, position)| {
@@ -140,5 +141,40 @@ pub(crate) fn end_subscriptions(
                 tracing::warn!(error = %e, "presence leave failed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head is the latest in commit order, as numbers: at a digit
+    /// boundary the text order took 9999 for later than 10000 (the same
+    /// slip as the projector's checkpoint cursor, found by its model test).
+    #[tokio::test]
+    async fn the_head_is_numeric_across_a_digit_boundary() {
+        let db = test_support::TestDb::new_event_log().await;
+        let boundary = test_support::settled_digit_boundary(&db.pool, 5).await;
+        let mut last = 0;
+        for (i, xid) in [boundary, boundary - 1].into_iter().enumerate() {
+            last = sqlx::query_scalar(
+                "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
+                 VALUES ($1::text::xid8, $2, 1, $3, 'MessageSent', 1, '{}') RETURNING global_position",
+            )
+            .bind(xid.to_string())
+            .bind(format!("s-{i}"))
+            .bind(Uuid::new_v4())
+            .fetch_one(&db.pool)
+            .await
+            .expect("insert");
+        }
+        let head = head(&db.pool).await.expect("head");
+        assert_eq!(
+            head,
+            Cursor {
+                transaction_id: boundary,
+                global_position: last - 1,
+            }
+        );
     }
 }
