@@ -107,21 +107,18 @@ async fn publish_loop(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(event_store::NOTIFY_CHANNEL).await?;
     let store = PgEventStore::new(pool.clone());
-    let all = LogFilter::default();
     let mut cursor = load_checkpoint(pool).await?;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         lock.confirm_held().await?;
-        let batch = store.read_all(cursor, config.batch_size, &all).await?;
-        if let Some(last) = batch.last() {
-            publisher.publish_confirmed(&batch).await?;
-            let next = last.cursor();
-            checkpoint::save(pool, next).await?;
-            cursor = next;
-            metrics::counter!("relay_published_total").increment(batch.len() as u64);
-            metrics::gauge!("relay_checkpoint_position").set(next.global_position as f64);
+        let published;
+        (cursor, published) =
+            round(pool, &store, cursor, config.batch_size, &mut publisher).await?;
+        if published > 0 {
+            metrics::counter!("relay_published_total").increment(published as u64);
+            metrics::gauge!("relay_checkpoint_position").set(cursor.global_position as f64);
         }
         // Measured every round, published or not: while an open transaction
         // holds the relay back, nothing is published and the lag must grow.
@@ -129,7 +126,7 @@ async fn publish_loop(
         metrics::gauge!("relay_lag_seconds").set(oldest.map_or(0.0, |at| {
             (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1e3
         }));
-        if batch.len() as i64 == config.batch_size {
+        if published as i64 == config.batch_size {
             continue;
         }
         // Caught up: sleep until a commit is announced, or poll.
@@ -143,7 +140,33 @@ async fn publish_loop(
     }
 }
 
+/// One round: the next batch after `cursor` in commit order, published
+/// with confirms, and only once every confirm came, the checkpoint moved to
+/// its last event. Returns where the relay stands and how many it published.
+/// Any error leaves the checkpoint where it was: the next term resends.
+async fn round(
+    pool: &PgPool,
+    store: &PgEventStore,
+    cursor: Cursor,
+    batch_size: i64,
+    publisher: &mut impl publish::Publish,
+) -> Result<(Cursor, usize), RelayError> {
+    let batch = store
+        .read_all(cursor, batch_size, &LogFilter::default())
+        .await?;
+    let Some(last) = batch.last() else {
+        return Ok((cursor, 0));
+    };
+    publisher.publish_confirmed(&batch).await?;
+    let next = last.cursor();
+    checkpoint::save(pool, next).await?;
+    Ok((next, batch.len()))
+}
+
 /// Where the relay will resume (for status and tests).
 pub async fn checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
     load_checkpoint(pool).await
 }
+
+#[cfg(test)]
+mod model_tests;

@@ -12,6 +12,14 @@ use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel, Confirmation, Connection};
 use event_store::RecordedEvent;
 
+/// What the relay publishes through: RabbitMQ in production, a simulated
+/// broker in the relay's model test.
+pub(super) trait Publish {
+    /// Sends every event of `batch`, then awaits every confirm: Ok only if
+    /// the broker confirmed them all.
+    async fn publish_confirmed(&mut self, batch: &[RecordedEvent]) -> Result<(), RelayError>;
+}
+
 /// A confirm-mode channel with the topology declared.
 pub(super) struct Publisher {
     channel: Channel,
@@ -26,11 +34,10 @@ impl Publisher {
             .await?;
         Ok(Self { channel })
     }
+}
 
-    pub(super) async fn publish_confirmed(
-        &mut self,
-        batch: &[RecordedEvent],
-    ) -> Result<(), RelayError> {
+impl Publish for Publisher {
+    async fn publish_confirmed(&mut self, batch: &[RecordedEvent]) -> Result<(), RelayError> {
         let mut confirms = Vec::with_capacity(batch.len());
         for event in batch {
             let body = serde_json::to_vec(event)?;
