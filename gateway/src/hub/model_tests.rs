@@ -249,7 +249,7 @@ fn config(cases: u32) -> Config {
         rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
             from_env.rng_seed
         } else {
-            RngSeed::Fixed(0x0006_A7E0_11)
+            RngSeed::Fixed(0x06A7_E011)
         },
         source_file: Some(file!()),
         max_shrink_iters: 4096,
@@ -423,6 +423,12 @@ impl World {
 
     fn head(&self) -> u64 {
         self.read_model.replica().head
+    }
+
+    /// The replica catches up with the primary.
+    fn replicate_all(&self) {
+        let mut replica = self.read_model.replica();
+        replica.visible = replica.head;
     }
 
     fn lagging(&self) -> bool {
@@ -618,10 +624,7 @@ impl World {
     /// time passes.
     async fn quiesce(&mut self) -> Result<(), TestCaseError> {
         self.finish_handling().await;
-        {
-            let mut replica = self.read_model.replica();
-            replica.visible = replica.head;
-        }
+        self.replicate_all();
         while !self.queue.is_empty() {
             self.announce(0);
         }
@@ -635,9 +638,7 @@ impl World {
         self.quiesce().await?;
         if self.lost_unrepaired || self.stale_head.load(Ordering::SeqCst) {
             self.commit();
-            let mut replica = self.read_model.replica();
-            replica.visible = replica.head;
-            drop(replica);
+            self.replicate_all();
             self.announce(0);
             tokio::time::sleep(Duration::from_secs(10)).await;
             self.drain()?;
