@@ -132,6 +132,10 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         settings.admins.clone(),
     ));
     let gateway = web::Data::new(gateway);
+    // A valid signature is not enough: the token's user must be registered.
+    let known_users = web::Data::new(service_kit::KnownUsers::in_log(Arc::new(
+        PgEventStore::new(log.clone()),
+    )));
     let max_body = settings.max_body_bytes;
     let known_routes = match role {
         Role::Everything => service_kit::KnownRoutes::new(&[
@@ -153,6 +157,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
             .default_service(known_routes.default_service())
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(jwt.clone())
+            .app_data(known_users.clone())
             .app_data(commands.clone())
             .app_data(gateway.clone())
             .configure(|cfg| service_kit::configure_extractors(cfg, max_body))

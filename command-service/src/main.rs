@@ -27,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
     )?);
     let limiter =
         redis_store::RateLimiter::new(redis, settings.send_rate_per_sec, settings.send_burst);
+    let known_users = web::Data::new(service_kit::KnownUsers::in_log(std::sync::Arc::new(
+        PgEventStore::new(pool.clone()),
+    )));
     let service = web::Data::new(
         CommandService::new(PgEventStore::new(pool), policy).with_rate_limiter(limiter),
     );
@@ -41,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service.clone())
             .app_data(jwt.clone())
+            .app_data(known_users.clone())
             .app_data(gate.clone())
             .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
             .configure(service_kit::metrics_route)

@@ -1,5 +1,6 @@
 //! The handshake: origin allowlist, token from the `Authorization` header or
-//! `?access_token=`, refused with 401/403 before any upgrade.
+//! `?access_token=` naming a registered user, refused with 401/403 before any
+//! upgrade.
 
 use crate::{Gateway, session};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,6 +25,7 @@ pub(crate) async fn websocket(
         TokenError::Expired => ApiError::unauthorized("token_expired", "the token has expired"),
         TokenError::Invalid => ApiError::unauthorized("invalid_token", "the token is invalid"),
     })?;
+    service_kit::require_registered(&req, claims.sub).await?;
     let (response, ws_session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         tracing::debug!(error = %e, "WebSocket handshake failed");
         ApiError::bad_request(

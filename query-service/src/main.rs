@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
     let jwt = settings.jwt()?;
     let read = read_model::connect(&settings.read_database_url, 32).await?;
     let log = event_store::connect(&settings.database_url, 16).await?;
+    let known_users = web::Data::new(service_kit::KnownUsers::in_log(std::sync::Arc::new(
+        PgEventStore::new(log.clone()),
+    )));
     let service = web::Data::new(QueryService::new(
         read,
         PgEventStore::new(log),
@@ -29,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             .wrap(middleware::from_fn(service_kit::observe_requests))
             .app_data(service.clone())
             .app_data(jwt.clone())
+            .app_data(known_users.clone())
             .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
             .configure(service_kit::metrics_route)
             .configure(query_service::configure)

@@ -2,14 +2,18 @@
 //! ids, and JSON/path/query parsing that answers 400/404/413, never 500.
 
 use crate::ApiError;
+use crate::known_users::{self, KnownUsers};
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use auth::{JwtConfig, TokenError};
+use futures_util::future::LocalBoxFuture;
 use std::future::{Ready, ready};
 use uuid::Uuid;
 
-/// The authenticated caller, from `Authorization: Bearer <JWT>`.
+/// The authenticated caller, from `Authorization: Bearer <JWT>`: a valid
+/// token whose subject is a registered user (when the host registered
+/// [`KnownUsers`], as every server binary does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
     pub user_id: Uuid,
@@ -18,10 +22,18 @@ pub struct AuthUser {
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let verified = authenticate(req);
+        let known = req.app_data::<web::Data<KnownUsers>>().cloned();
+        Box::pin(async move {
+            let user = verified?;
+            if let Some(known) = known {
+                known_users::check(&known, user.user_id).await?;
+            }
+            Ok(user)
+        })
     }
 }
 

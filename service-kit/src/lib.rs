@@ -1,12 +1,14 @@
 //! Plumbing every HTTP service shares: settings from `CHAT_*` variables, the
 //! error contract (`{"error":{"code","message"}}`), request extractors
-//! (bearer auth, JSON bodies, request ids), tracing and Prometheus metrics.
+//! (bearer auth with the registered-user check, JSON bodies, request ids),
+//! tracing and Prometheus metrics.
 
 mod error;
 mod extract;
 mod fallback;
 mod health;
 pub mod integer;
+mod known_users;
 mod metrics_endpoint;
 mod settings;
 mod telemetry;
@@ -15,6 +17,7 @@ pub use error::ApiError;
 pub use extract::{AuthUser, RequestId, configure_extractors};
 pub use fallback::{HEALTH_ROUTES, KnownRoutes, METRICS_ROUTES};
 pub use health::{Check, Readiness, health_routes};
+pub use known_users::{KnownUsers, Lookup, require_registered};
 pub use metrics_endpoint::{install_metrics, metric_families, metrics_route};
 pub use settings::{JwtSettingsError, LogFormat, Settings, SettingsError};
 pub use telemetry::{init_tracing, observe_requests};

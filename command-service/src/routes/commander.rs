@@ -7,9 +7,9 @@ use crate::executor::{CommandContext, CommandService, Executed, Intent};
 use crate::idempotency::{client_msg_key, fingerprint};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use service_kit::{ApiError, AuthUser, RequestId};
-use std::future::{Ready, ready};
 use uuid::Uuid;
 
 /// Extracted before the body, so a missing token is a 401 whatever the body.
@@ -25,16 +25,21 @@ pub(super) struct Commander {
 
 impl FromRequest for Commander {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        ready(commander(req, payload))
+        let user = AuthUser::from_request(req, payload);
+        let request_id = RequestId::from_request(req, payload).into_inner();
+        let req = req.clone();
+        Box::pin(async move { commander(&req, user.await?, request_id?) })
     }
 }
 
-fn commander(req: &HttpRequest, payload: &mut Payload) -> Result<Commander, ApiError> {
-    let user = AuthUser::from_request(req, payload).into_inner()?;
-    let request_id = RequestId::from_request(req, payload).into_inner()?;
+fn commander(
+    req: &HttpRequest,
+    user: AuthUser,
+    request_id: RequestId,
+) -> Result<Commander, ApiError> {
     let service = req
         .app_data::<web::Data<CommandService>>()
         .cloned()
