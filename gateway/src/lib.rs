@@ -11,6 +11,7 @@ mod changes;
 mod commands;
 mod connection;
 mod feed;
+mod frame_guard;
 pub mod frames;
 mod history;
 mod hub;
@@ -155,5 +156,13 @@ impl Gateway {
 pub const ROUTES: &[(&str, &str)] = &[("GET", "/ws")];
 
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-    cfg.route("/ws", actix_web::web::get().to(upgrade::websocket));
+    use actix_web::{guard, middleware, web};
+    // Guarded by method like `cfg.route`, so another method falls through to
+    // the host's 405; the frame guard sees the client's bytes first.
+    cfg.service(
+        web::resource("/ws")
+            .guard(guard::Get())
+            .wrap(middleware::from_fn(frame_guard::guard_frames))
+            .route(web::get().to(upgrade::websocket)),
+    );
 }

@@ -187,11 +187,15 @@ pub(crate) async fn run(
 }
 
 /// An oversized frame, or an oversized message in fragments (actix-ws reports
-/// the latter as an I/O error).
+/// the latter as an I/O error, and the frame guard's refusal arrives as one).
 fn too_large(error: &ProtocolError) -> bool {
     match error {
         ProtocolError::Overflow => true,
-        ProtocolError::Io(e) => e.to_string().contains("maximum continuation size"),
+        ProtocolError::Io(e) => {
+            let text = e.to_string();
+            text.contains("maximum continuation size")
+                || text.contains(crate::frame_guard::TOO_LARGE)
+        }
         _ => false,
     }
 }
