@@ -78,7 +78,8 @@ pub(crate) async fn handle(
                 channel_id.into(),
                 &client_msg_id,
             ) {
-                Err(invalid) => Some(ServerFrame::error("invalid_frame", invalid.to_string(), id)),
+                // The rule HTTP applies, with its code (`validation_failed`).
+                Err(invalid) => Some(error_frame(CommandError::Rejected(invalid), id)),
                 Ok(key) => {
                     let command = ChannelCommand::SendMessage {
                         message_id: MessageId::new(),

@@ -1106,11 +1106,11 @@ fn the_client_schemas_are_stricter_than_the_parser_only_where_the_gateway_refuse
     let stricter = [
         (
             json!({ "type": "send", "channel_id": CHANNEL, "content": "x", "client_msg_id": "" }),
-            "an empty client_msg_id (the gateway answers invalid_frame)",
+            "an empty client_msg_id (the gateway answers validation_failed, as HTTP does)",
         ),
         (
             json!({ "type": "send", "channel_id": CHANNEL, "content": "x", "client_msg_id": "x".repeat(201) }),
-            "a client_msg_id over 200 bytes (the gateway answers invalid_frame)",
+            "a client_msg_id over 200 bytes (the gateway answers validation_failed, as HTTP does)",
         ),
         (
             json!({ "type": "send", "channel_id": CHANNEL, "content": "", "client_msg_id": "c" }),
