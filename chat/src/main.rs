@@ -2,6 +2,7 @@
 //! analyst's tool. Data goes to stdout, logs and progress to stderr; the
 //! exit code is 0 on success and non-zero with one clear line on failure.
 
+mod connections;
 mod services;
 mod tls;
 mod up;

@@ -6,16 +6,19 @@ use service_kit::Settings;
 
 /// The write database (event log), created and migrated if needed.
 pub async fn event_log(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
-    event_store::connect(&settings.database_url, 32)
+    event_store::connect(&settings.database_url, settings.database_max_connections)
         .await
         .context("event log (CHAT_DATABASE_URL)")
 }
 
 /// The read database, created if needed.
 pub async fn read_model(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
-    read_model::connect(&settings.read_database_url, 32)
-        .await
-        .context("read model (CHAT_READ_DATABASE_URL)")
+    read_model::connect(
+        &settings.read_database_url,
+        settings.read_database_max_connections,
+    )
+    .await
+    .context("read model (CHAT_READ_DATABASE_URL)")
 }
 
 /// Redis.

@@ -137,6 +137,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         PgEventStore::new(log.clone()),
     )));
     let max_body = settings.max_body_bytes;
+    let timeouts = settings.client_timeouts;
+    let client_timeouts = web::Data::new(timeouts);
     let known_routes = match role {
         Role::Everything => service_kit::KnownRoutes::new(&[
             service_kit::METRICS_ROUTES,
@@ -156,6 +158,9 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         let app = App::new()
             .default_service(known_routes.default_service())
             .wrap(middleware::from_fn(service_kit::observe_requests))
+            // Outermost: bodies get their deadline, the connection watch its marks.
+            .wrap(middleware::from_fn(service_kit::guard_slow_clients))
+            .app_data(client_timeouts.clone())
             .app_data(jwt.clone())
             .app_data(known_users.clone())
             .app_data(commands.clone())
@@ -173,7 +178,11 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
                 .configure(web_client.clone().configure()),
             None => app,
         }
-    });
+    })
+    // actix bounds only the first request's head; the watch bounds the rest.
+    .client_request_timeout(timeouts.head)
+    .keep_alive(timeouts.keep_alive)
+    .on_connect(crate::connections::watch(timeouts));
     let server = match (&tls, tls_config) {
         (Some(files), Some(config)) => {
             tracing::info!(cert = %files.cert.display(), "TLS on: serving HTTPS and WSS");

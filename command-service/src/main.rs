@@ -12,7 +12,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     service_kit::init_tracing(settings.log_format);
     let jwt = settings.jwt()?;
-    let pool = event_store::connect(&settings.database_url, 32).await?;
+    let pool =
+        event_store::connect(&settings.database_url, settings.database_max_connections).await?;
     let policy = MessagePolicy::new(settings.max_message_chars, &settings.banned_words);
     let (stop_relay, shutdown) = tokio::sync::watch::channel(false);
     let relay = tokio::spawn(command_service::relay::run(
@@ -35,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let jwt = web::Data::new(jwt);
     let max_body = settings.max_body_bytes;
+    let timeouts = settings.client_timeouts;
+    let client_timeouts = web::Data::new(timeouts);
     tracing::info!(addr = %settings.http_addr, "command-service listening");
     let known_routes =
         service_kit::KnownRoutes::new(&[service_kit::METRICS_ROUTES, command_service::ROUTES]);
@@ -42,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         App::new()
             .default_service(known_routes.default_service())
             .wrap(middleware::from_fn(service_kit::observe_requests))
+            .wrap(middleware::from_fn(service_kit::guard_slow_clients))
+            .app_data(client_timeouts.clone())
             .app_data(service.clone())
             .app_data(jwt.clone())
             .app_data(known_users.clone())
@@ -49,6 +54,11 @@ async fn main() -> anyhow::Result<()> {
             .configure(|cfg| service_kit::configure_extractors(cfg, max_body))
             .configure(service_kit::metrics_route)
             .configure(command_service::configure)
+    })
+    .client_request_timeout(timeouts.head)
+    .keep_alive(timeouts.keep_alive)
+    .on_connect(move |io, extensions| {
+        service_kit::watch_tcp(io, timeouts, extensions);
     })
     .bind(&settings.http_addr)
     .with_context(|| format!("cannot listen on {}", settings.http_addr))?

@@ -128,6 +128,9 @@ fn json_error(err: JsonPayloadError) -> ApiError {
             ApiError::bad_request("invalid_body", e.to_string())
         }
         JsonPayloadError::Deserialize(e) => ApiError::bad_request("malformed_json", e.to_string()),
+        JsonPayloadError::Payload(e) if crate::slow_clients::is_body_timeout(&e) => {
+            crate::slow_clients::body_timed_out()
+        }
         JsonPayloadError::ContentType => {
             ApiError::bad_request("malformed_json", "the body must be JSON")
         }

@@ -11,6 +11,7 @@ pub mod integer;
 mod known_users;
 mod metrics_endpoint;
 mod settings;
+mod slow_clients;
 mod telemetry;
 
 pub use error::ApiError;
@@ -20,4 +21,7 @@ pub use health::{Check, Readiness, health_routes};
 pub use known_users::{KnownUsers, Lookup, require_registered};
 pub use metrics_endpoint::{install_metrics, metric_families, metrics_route};
 pub use settings::{JwtSettingsError, LogFormat, Settings, SettingsError};
+pub use slow_clients::{
+    ClientTimeouts, guard_slow_clients, payload_error, watch_socket, watch_tcp,
+};
 pub use telemetry::{init_tracing, observe_requests};

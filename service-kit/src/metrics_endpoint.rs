@@ -75,6 +75,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "HTTP requests by method, route and status",
     ),
     (
+        "http_slow_clients_closed_total",
+        "connections shut down because their next request did not arrive in time (slowloris)",
+    ),
+    (
         "event_store_appended_events_total",
         "events appended to the log",
     ),

@@ -32,6 +32,12 @@ pub struct Settings {
     pub max_message_chars: usize,
     pub banned_words: Vec<String>,
     pub max_body_bytes: usize,
+    /// Most connections of the event log's pool (`CHAT_DATABASE_MAX_CONNECTIONS`, 32).
+    pub database_max_connections: u32,
+    /// Most connections of the read database's pool (`CHAT_READ_DATABASE_MAX_CONNECTIONS`, 32).
+    pub read_database_max_connections: u32,
+    /// How long a client may take over a request (`CHAT_HTTP_*_SECS`).
+    pub client_timeouts: crate::ClientTimeouts,
     pub log_format: LogFormat,
     /// Registrations and logins per minute per username and per client address.
     pub auth_attempts_per_min: u32,
@@ -120,6 +126,26 @@ impl Settings {
                 });
             }
         };
+        let at_least_one = |name: &'static str, value: u64| {
+            if value == 0 {
+                Err(SettingsError {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1",
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let seconds =
+            |name: &'static str, default: u64| -> Result<std::time::Duration, SettingsError> {
+                let secs = at_least_one(name, number(&lookup, name, default)?)?;
+                Ok(std::time::Duration::from_secs(secs))
+            };
+        let connections = |name: &'static str| -> Result<u32, SettingsError> {
+            let n = at_least_one(name, u64::from(number(&lookup, name, 32u32)?))?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
         Ok(Settings {
             database_url: text(
                 "CHAT_DATABASE_URL",
@@ -143,6 +169,13 @@ impl Settings {
             max_message_chars: number(&lookup, "CHAT_MAX_MESSAGE_CHARS", 4000)?,
             banned_words: list("CHAT_BANNED_WORDS"),
             max_body_bytes: number(&lookup, "CHAT_MAX_BODY_BYTES", 64 * 1024)?,
+            database_max_connections: connections("CHAT_DATABASE_MAX_CONNECTIONS")?,
+            read_database_max_connections: connections("CHAT_READ_DATABASE_MAX_CONNECTIONS")?,
+            client_timeouts: crate::ClientTimeouts {
+                head: seconds("CHAT_HTTP_HEAD_TIMEOUT_SECS", 5)?,
+                body: seconds("CHAT_HTTP_BODY_TIMEOUT_SECS", 20)?,
+                keep_alive: seconds("CHAT_HTTP_KEEP_ALIVE_SECS", 5)?,
+            },
             log_format,
             auth_attempts_per_min: number(&lookup, "CHAT_AUTH_ATTEMPTS_PER_MIN", 30)?,
             ws: WsSettings::from_lookup(&lookup)?,
@@ -243,6 +276,49 @@ mod tests {
         );
         assert!(s.jwt_secret.is_none());
         assert_eq!(s.auth_attempts_per_min, 30);
+    }
+
+    #[test]
+    fn pools_and_client_timeouts_have_defaults_and_refuse_zero() {
+        use std::time::Duration;
+        let s = Settings::from_lookup(|_| None).expect("defaults");
+        assert_eq!(
+            (s.database_max_connections, s.read_database_max_connections),
+            (32, 32)
+        );
+        assert_eq!(
+            s.client_timeouts,
+            crate::ClientTimeouts {
+                head: Duration::from_secs(5),
+                body: Duration::from_secs(20),
+                keep_alive: Duration::from_secs(5),
+            }
+        );
+        let env: HashMap<&str, &str> = [
+            ("CHAT_DATABASE_MAX_CONNECTIONS", "4"),
+            ("CHAT_READ_DATABASE_MAX_CONNECTIONS", "3"),
+            ("CHAT_HTTP_HEAD_TIMEOUT_SECS", "2"),
+            ("CHAT_HTTP_BODY_TIMEOUT_SECS", "7"),
+            ("CHAT_HTTP_KEEP_ALIVE_SECS", "1"),
+        ]
+        .into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).expect("valid");
+        assert_eq!(
+            (s.database_max_connections, s.read_database_max_connections),
+            (4, 3)
+        );
+        assert_eq!(s.client_timeouts.between_requests(), Duration::from_secs(3));
+        assert_eq!(s.client_timeouts.body, Duration::from_secs(7));
+        for name in [
+            "CHAT_DATABASE_MAX_CONNECTIONS",
+            "CHAT_HTTP_HEAD_TIMEOUT_SECS",
+            "CHAT_HTTP_BODY_TIMEOUT_SECS",
+            "CHAT_HTTP_KEEP_ALIVE_SECS",
+        ] {
+            let err = Settings::from_lookup(|k| (k == name).then(|| "0".to_string()))
+                .expect_err("zero is refused");
+            assert_eq!(err.name, name);
+        }
     }
 
     #[test]

@@ -101,9 +101,7 @@ async fn read_at_most(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
     use futures_util::StreamExt;
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body could not be read: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| service_kit::payload_error(&e))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
