@@ -26,7 +26,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long an idle connection stays open (`CHAT_HTTP_KEEP_ALIVE_SECS` here).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
-/// A running `chat up`, killed when dropped; its databases and vhost go with it.
+/// A running `chat up`, killed when dropped; its databases and vhost go with
+/// it, and its log unless a test failed (the path is in the failure message).
 pub struct Server {
     child: Mutex<Child>,
     pub port: u16,
@@ -42,6 +43,12 @@ impl Drop for Server {
         let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
         let _ = child.kill();
         let _ = child.wait();
+        // The log is kept only for a test that failed.
+        if std::thread::panicking() {
+            eprintln!("chat up's log: {}", self.log_path.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
     }
 }
 
