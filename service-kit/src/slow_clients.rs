@@ -221,8 +221,10 @@ pub async fn guard_slow_clients(
         .get(actix_web::http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !websocket {
-        let payload = req.take_payload();
+    let payload = req.take_payload();
+    if websocket || matches!(payload, Payload::None) {
+        req.set_payload(payload);
+    } else {
         req.set_payload(Payload::Stream {
             payload: Box::pin(Deadline {
                 inner: payload,
