@@ -174,6 +174,29 @@ pub fn inputs(corpus: &Corpus) -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
+/// `value` with every hyphenated UUID in lower case, the form `uuid`
+/// writes: a decoder that reads `9A4F…` and writes `9a4f…` lost nothing.
+pub fn canonical_ids(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let is_uuid = |s: &str| {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    match value {
+        Value::String(s) if is_uuid(&s) => Value::String(s.to_ascii_lowercase()),
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical_ids).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, canonical_ids(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// Cases per property: `FUZZ_CASES`, else [`DEFAULT_CASES`].
 pub fn cases() -> u32 {
     std::env::var("FUZZ_CASES")
