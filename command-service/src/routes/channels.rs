@@ -16,6 +16,7 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, Serialize)]
 pub struct CreateChannel {
     name: String,
+    #[serde(deserialize_with = "super::json::string_enum")]
     kind: ChannelKind,
     #[serde(default, deserialize_with = "service_kit::integer::optional_u32")]
     max_members: Option<u32>,
@@ -157,6 +158,7 @@ pub(super) async fn remove_member(
 /// The body of `PUT /api/channels/{id}/members/{user_id}/role`.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct ChangeRole {
+    #[serde(deserialize_with = "super::json::string_enum")]
     role: Role,
 }
 

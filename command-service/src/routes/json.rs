@@ -82,6 +82,16 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
     }
 }
 
+/// `#[serde(deserialize_with = "super::json::string_enum")]` for an enum
+/// of unit variants that a body must spell as a string: serde also reads the
+/// map form `{"private": null}` as `Private`, which no document allows.
+pub(crate) fn string_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    T::deserialize(de::value::StringDeserializer::<D::Error>::new(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +100,28 @@ mod tests {
     struct Read {
         #[serde(deserialize_with = "service_kit::integer::u64")]
         seq: u64,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Kind {
+        #[serde(deserialize_with = "super::string_enum")]
+        kind: domain::ChannelKind,
+    }
+
+    #[test]
+    fn enums_are_strings() {
+        let kind = |text: &str| serde_json::from_str::<Object<Kind>>(text).map(|o| o.0.kind);
+        assert_eq!(
+            kind(r#"{"kind": "private"}"#).ok(),
+            Some(domain::ChannelKind::Private)
+        );
+        for bad in [
+            r#"{"kind": {"private": null}}"#,
+            r#"{"kind": "secret"}"#,
+            r#"{"kind": 1}"#,
+        ] {
+            assert!(kind(bad).is_err_and(|e| e.is_data()), "{bad}");
+        }
     }
 
     fn parse(text: &[u8]) -> Result<Read, serde_json::Error> {
