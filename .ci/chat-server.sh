@@ -7,7 +7,8 @@
 #   chat_server_start NAME WORKDIR [VAR=value ...]   # sets CHAT_SERVER_BASE, CHAT_SERVER_PID
 #   chat_server_stop                                 # also run by the EXIT trap
 #
-# The caller defines `fail` and has built target/debug/chat.
+# The caller defines `fail` and has built the debug `chat` (under
+# $CARGO_TARGET_DIR when set, as cargo puts it).
 
 CHAT_SERVER_PID=
 CHAT_SERVER_RUN=
@@ -59,7 +60,7 @@ chat_server_start() { # name, workdir, extra VAR=value...
     CHAT_HTTP_ADDR="127.0.0.1:$port" \
     RUST_LOG=warn \
     "$@" \
-    target/debug/chat up >"$work/chat.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/debug/chat" up >"$work/chat.log" 2>&1 &
   CHAT_SERVER_PID=$!
   for _ in $(seq 60); do
     curl -skf "$CHAT_SERVER_BASE/health" >/dev/null 2>&1 && return 0
