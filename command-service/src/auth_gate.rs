@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use auth::{Busy, HashPool};
+use live_state::Throttle;
 use redis_store::RateLimiter;
 use service_kit::ApiError;
 use std::net::IpAddr;
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 pub struct AuthGate {
     hashes: Arc<HashPool>,
-    throttle: Option<RateLimiter>,
+    throttle: Option<Arc<dyn Throttle>>,
     last_warning: AtomicU64,
 }
 
@@ -66,8 +67,8 @@ impl AuthGate {
 
     /// Throttles attempts per username and per client address with `limiter`
     /// (`RateLimiter::per_minute(store, CHAT_AUTH_ATTEMPTS_PER_MIN)`).
-    pub fn with_throttle(mut self, limiter: RateLimiter) -> Self {
-        self.throttle = Some(limiter);
+    pub fn with_throttle(mut self, limiter: impl Throttle + 'static) -> Self {
+        self.throttle = Some(Arc::new(limiter));
         self
     }
 
@@ -137,7 +138,7 @@ impl AuthGate {
     }
 
     /// One warning per minute at most while Redis is down, not one per attempt.
-    fn warn_unthrottled(&self, error: &redis_store::RedisError) {
+    fn warn_unthrottled(&self, error: &live_state::LiveStateError) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

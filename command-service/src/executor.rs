@@ -92,7 +92,7 @@ pub struct CommandService {
     pub(crate) policy: MessagePolicy,
     stripes: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
-    limiter: Option<redis_store::RateLimiter>,
+    limiter: Option<std::sync::Arc<dyn live_state::Throttle>>,
 }
 
 impl CommandService {
@@ -108,8 +108,8 @@ impl CommandService {
     }
 
     /// Limits message sends per user with `limiter` (shared by every instance).
-    pub fn with_rate_limiter(mut self, limiter: redis_store::RateLimiter) -> Self {
-        self.limiter = Some(limiter);
+    pub fn with_rate_limiter(mut self, limiter: impl live_state::Throttle + 'static) -> Self {
+        self.limiter = Some(std::sync::Arc::new(limiter));
         self
     }
 

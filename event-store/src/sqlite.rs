@@ -102,11 +102,6 @@ impl SqliteEventStore {
         self.appended.subscribe()
     }
 
-    /// The read connections (for the tools' own queries).
-    pub fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
-
     /// Closes both pools (checkpointing the WAL).
     pub async fn close(&self) {
         self.reader.close().await;

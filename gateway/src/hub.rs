@@ -17,7 +17,7 @@ use crate::connection::Connection;
 use crate::frames::ServerFrame;
 use crate::history::History;
 use bytestring::ByteString;
-use redis_store::Presence;
+use live_state::{OnlineSnapshot, PresenceStore};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -169,7 +169,7 @@ pub struct Hub {
     by_connection: Mutex<HashMap<Uuid, HashSet<Uuid>>>,
     pub(crate) history: History,
     /// Who is online, for a resync's `subscribed` (None: nobody, in the merge's model test).
-    pub(crate) presence: Option<Presence>,
+    pub(crate) presence: Option<Arc<dyn PresenceStore>>,
     pub(crate) recovery_limit: u64,
     pub(crate) presence_limit: usize,
     changes: Mutex<ChangeMarks>,
@@ -178,7 +178,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(
         history: History,
-        presence: Presence,
+        presence: Arc<dyn PresenceStore>,
         recovery_limit: u64,
         presence_limit: usize,
     ) -> Arc<Self> {
@@ -187,7 +187,7 @@ impl Hub {
 
     pub(crate) fn with(
         history: History,
-        presence: Option<Presence>,
+        presence: Option<Arc<dyn PresenceStore>>,
         recovery_limit: u64,
         presence_limit: usize,
     ) -> Arc<Self> {
@@ -370,13 +370,13 @@ impl Hub {
     }
 
     /// Who is online in `channel_id` (nobody when presence cannot say).
-    pub(crate) async fn online(&self, channel_id: Uuid) -> redis_store::OnlineSnapshot {
+    pub(crate) async fn online(&self, channel_id: Uuid) -> OnlineSnapshot {
         match &self.presence {
             Some(presence) => presence
                 .snapshot(channel_id, self.presence_limit)
                 .await
                 .unwrap_or_default(),
-            None => redis_store::OnlineSnapshot::default(),
+            None => OnlineSnapshot::default(),
         }
     }
 

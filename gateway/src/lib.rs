@@ -26,6 +26,7 @@ pub use history::DEFAULT_RECOVERY_LIMIT;
 use command_service::CommandService;
 use history::History;
 use hub::Hub;
+use live_state::{PresenceStore, SocketLimit};
 use redis_store::{Presence, RedisStore, SocketSlots};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -96,8 +97,8 @@ pub struct Gateway {
     config: GatewayConfig,
     hub: Arc<Hub>,
     commands: Arc<CommandService>,
-    presence: Presence,
-    slots: SocketSlots,
+    presence: Arc<dyn PresenceStore>,
+    slots: Arc<dyn SocketLimit>,
     redis: RedisStore,
     sockets: AtomicUsize,
     feed_up: AtomicBool,
@@ -110,7 +111,7 @@ impl Gateway {
         commands: Arc<CommandService>,
         redis: RedisStore,
     ) -> Arc<Self> {
-        let presence = Presence::new(redis.clone());
+        let presence: Arc<dyn PresenceStore> = Arc::new(Presence::new(redis.clone()));
         Arc::new(Self {
             instance_id: Uuid::now_v7(),
             hub: Hub::new(
@@ -119,7 +120,7 @@ impl Gateway {
                 config.recovery_limit,
                 config.presence_limit,
             ),
-            slots: SocketSlots::new(redis.clone(), config.max_sockets_per_user),
+            slots: Arc::new(SocketSlots::new(redis.clone(), config.max_sockets_per_user)),
             config,
             commands,
             presence,

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 pub struct ProjectorConfig {
     pub amqp_url: String,
     /// Presence, to notify members who are offline (None: no notifications).
-    pub presence: Option<redis_store::Presence>,
+    pub presence: Option<Arc<dyn live_state::PresenceStore>>,
     /// Unacknowledged deliveries RabbitMQ may send ahead.
     pub prefetch: u16,
     /// Most events applied in one transaction.
@@ -46,8 +46,11 @@ impl ProjectorConfig {
     }
 
     /// Notifies offline members of new messages, using `presence`.
-    pub fn with_notifications(mut self, presence: redis_store::Presence) -> Self {
-        self.presence = Some(presence);
+    pub fn with_notifications(
+        mut self,
+        presence: impl live_state::PresenceStore + 'static,
+    ) -> Self {
+        self.presence = Some(Arc::new(presence));
         self
     }
 }
@@ -66,7 +69,7 @@ struct Projector {
     read: PgPool,
     log: PgEventStore,
     schemas: Arc<EventSchemas>,
-    presence: Option<redis_store::Presence>,
+    presence: Option<Arc<dyn live_state::PresenceStore>>,
     notifying: Arc<tokio::sync::Semaphore>,
     /// The checkpoint's commit-order cursor, as last committed.
     applied: std::sync::Mutex<Cursor>,
@@ -244,7 +247,7 @@ impl Projector {
         let (read, announcer) = (self.read.clone(), announcer.clone());
         tokio::spawn(async move {
             for change in &messages {
-                notify_offline_members(&read, &presence, &announcer, change).await;
+                notify_offline_members(&read, presence.as_ref(), &announcer, change).await;
             }
             drop(permit);
         });
@@ -364,7 +367,7 @@ const NOTIFICATION_CONFIRM_WAIT: std::time::Duration = std::time::Duration::from
 /// who is not online in the channel and has not muted it. Best effort.
 async fn notify_offline_members(
     read: &PgPool,
-    presence: &redis_store::Presence,
+    presence: &dyn live_state::PresenceStore,
     channel: &Channel,
     change: &AppliedChange,
 ) {
