@@ -3,6 +3,9 @@
 //! drift. What only one backend has (PostgreSQL's xid8 watermark, LISTEN, its
 //! stamps) is tested in `log.rs`; SQLite's own concerns at the end here.
 
+mod common;
+
+use common::{event, read_when_visible};
 use event_store::{
     AppendError, Cursor, EventLog, ExpectedVersion, LogFilter, NewEvent, PgEventStore,
     RecordedEvent, Snapshot, SqliteEventStore,
@@ -71,37 +74,8 @@ both!(
     lag_and_cursors_come_from_the_log,
 );
 
-fn event(n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "MessageSent".into(),
-        schema_version: 1,
-        data: json!({ "n": n }),
-        metadata: json!({}),
-    }
-}
-
 fn numbers(events: &[RecordedEvent]) -> Vec<Option<u64>> {
     events.iter().map(|e| e.data["n"].as_u64()).collect()
-}
-
-/// Whole-log reads on PostgreSQL see only what is below the oldest running
-/// transaction of the whole cluster, and other tests run beside this one:
-/// wait (bounded) until at least `n` events are visible.
-async fn read_when_visible(
-    log: &dyn EventLog,
-    after: Cursor,
-    filter: &LogFilter,
-    n: usize,
-) -> Vec<RecordedEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let read = log.read_all(after, 1000, filter).await.expect("read");
-        if read.len() >= n || tokio::time::Instant::now() > deadline {
-            return read;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn expected_versions_are_enforced(log: Arc<dyn EventLog>) {
@@ -408,35 +382,7 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat(log: Arc<dyn Even
         })
         .collect();
     let (total_tx, total_rx) = tokio::sync::watch::channel(None::<usize>);
-    let reader = {
-        let log = log.clone();
-        tokio::spawn(async move {
-            let (mut seen, mut cursor) = (Vec::new(), Cursor::START);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while tokio::time::Instant::now() < deadline {
-                if total_rx.borrow().is_some_and(|n| seen.len() >= n) {
-                    break;
-                }
-                let page = log
-                    .read_all(cursor, 50, &LogFilter::default())
-                    .await
-                    .expect("read");
-                for e in &page {
-                    assert!(
-                        e.cursor() > cursor,
-                        "cursor went backwards: {} after {cursor}",
-                        e.cursor()
-                    );
-                    cursor = e.cursor();
-                    seen.push(e.event_id);
-                }
-                if page.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            seen
-        })
-    };
+    let reader = common::spawn_reader(log.clone(), total_rx);
     let mut appended = HashSet::new();
     for w in writers {
         appended.extend(w.await.expect("writer"));

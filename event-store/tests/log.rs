@@ -3,24 +3,16 @@
 //! commits are never skipped), numeric commit order, LISTEN wake-ups, and the
 //! stamps check. The behaviour both logs share is in `behaviour.rs`.
 
-use event_store::{AppendError, Cursor, ExpectedVersion, LogFilter, NewEvent, PgEventStore};
+mod common;
+
+use common::{event, read_when_visible};
+use event_store::{AppendError, Cursor, ExpectedVersion, LogFilter, PgEventStore};
 use rand::Rng;
-use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use test_support::TestDb;
 use uuid::Uuid;
-
-fn event(n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "MessageSent".into(),
-        schema_version: 1,
-        data: json!({ "n": n }),
-        metadata: json!({}),
-    }
-}
 
 /// An event that commits late with a low position is held back, not skipped.
 #[tokio::test]
@@ -108,37 +100,7 @@ async fn concurrent_writers_never_make_a_reader_skip_or_repeat() {
         .collect();
 
     let (expected_tx, expected_rx) = tokio::sync::watch::channel(None::<usize>);
-    let reader = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut cursor = Cursor::START;
-            let filter = LogFilter::default();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            // Reads until the writers have said how many events committed and all
-            // of them arrived (or more: a duplicate), or the deadline passes.
-            while tokio::time::Instant::now() < deadline {
-                if expected_rx.borrow().is_some_and(|n| seen.len() >= n) {
-                    break;
-                }
-                let page = store.read_all(cursor, 50, &filter).await.expect("read");
-                for e in &page {
-                    assert!(
-                        e.cursor() > cursor,
-                        "cursor went backwards: {} after {}",
-                        e.cursor(),
-                        cursor
-                    );
-                    cursor = e.cursor();
-                    seen.push(e.event_id);
-                }
-                if page.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            seen
-        })
-    };
+    let reader = common::spawn_reader(store.clone(), expected_rx);
 
     let mut committed = HashSet::new();
     for w in writers {
@@ -247,25 +209,6 @@ async fn the_latest_cursor_of_positions_is_numeric_across_a_digit_boundary() {
             global_position: positions[1],
         }
     );
-}
-
-/// Whole-log reads see only what is below the oldest running transaction of
-/// the whole cluster, and other tests run beside this one: wait (bounded) until
-/// at least `n` events are visible, then return them.
-async fn read_when_visible(
-    store: &PgEventStore,
-    after: Cursor,
-    filter: &LogFilter,
-    n: usize,
-) -> Vec<event_store::RecordedEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let read = store.read_all(after, 1000, filter).await.expect("read");
-        if read.len() >= n || tokio::time::Instant::now() > deadline {
-            return read;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A listener on the channel whole-log readers are woken on.
