@@ -61,10 +61,7 @@ impl Throttle for MemoryThrottle {
         let now = now_ms();
         let mut buckets = lock(&self.buckets);
         if buckets.len() >= BUCKETS_BEFORE_PRUNING && !buckets.contains_key(key) {
-            buckets.retain(|_, bucket| {
-                let b = *bucket;
-                (b.tokens + now.saturating_sub(b.at_ms) as f64 * self.rate_per_ms) < self.burst
-            });
+            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
         }
         let bucket = buckets.get(key).copied();
         let tokens = bucket.map_or(self.burst, |b| self.refilled(b, now));
