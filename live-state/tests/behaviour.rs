@@ -117,20 +117,24 @@ async fn a_user_is_online_while_any_of_their_connections_is(b: Backend) {
 }
 
 async fn snapshots_count_everyone_and_list_at_most_the_limit(b: Backend) {
+    // One past the 1,000 online a channel is sized for.
+    const ONLINE: usize = 1_001;
     let channel = Uuid::new_v4();
-    let users: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let users: Vec<Uuid> = (0..ONLINE).map(|_| Uuid::new_v4()).collect();
     for user in &users {
         b.presence
             .join(channel, *user, Uuid::new_v4())
             .await
             .expect("join");
     }
-    let snapshot = b.presence.snapshot(channel, 2).await.expect("snapshot");
-    assert_eq!(snapshot.count, 5);
-    assert_eq!(snapshot.users.len(), 2);
+    let snapshot = b.presence.snapshot(channel, 100).await.expect("snapshot");
+    assert_eq!(snapshot.count, ONLINE as u64);
+    assert_eq!(snapshot.users.len(), 100);
+    let listed: std::collections::HashSet<_> = snapshot.users.iter().collect();
+    assert_eq!(listed.len(), 100, "each listed once");
     assert!(snapshot.users.iter().all(|u| users.contains(u)));
-    let all = b.presence.snapshot(channel, 100).await.expect("snapshot");
-    assert_eq!(all.users.len(), 5);
+    let all = b.presence.snapshot(channel, 2_000).await.expect("snapshot");
+    assert_eq!(all.users.len(), ONLINE);
     let empty = b
         .presence
         .snapshot(Uuid::new_v4(), 10)
@@ -145,7 +149,7 @@ async fn snapshots_count_everyone_and_list_at_most_the_limit(b: Backend) {
             .await
             .expect("online")
             .len(),
-        5
+        ONLINE
     );
 }
 
