@@ -3,6 +3,13 @@
 //! rebuild can create the same tables in another schema beside the live ones
 //! and switch by renaming schemas in one transaction.
 
+mod port;
+
+pub use port::{
+    ChannelAccess, DirectoryRow, MemberRow, MessageRow, MyChannelRow, ReadModel, ReadTransaction,
+    ReadWrites,
+};
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
