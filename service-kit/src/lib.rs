@@ -20,7 +20,10 @@ pub use fallback::{HEALTH_ROUTES, KnownRoutes, METRICS_ROUTES};
 pub use health::{Check, Readiness, health_routes};
 pub use known_users::{KnownUsers, Lookup, require_registered};
 pub use metrics_endpoint::{install_metrics, metric_families, metrics_route};
-pub use settings::{JwtSettingsError, LogFormat, Settings, SettingsError};
+pub use settings::{
+    Backend, BackendChoice, JwtSettingsError, LogFormat, SERVICE_URL_VARIABLES, Settings,
+    SettingsError,
+};
 pub use slow_clients::{
     ClientTimeouts, guard_slow_clients, payload_error, watch_socket, watch_tcp,
 };

@@ -12,9 +12,60 @@ pub enum LogFormat {
     Json,
 }
 
+/// What holds the log, the read models, the bus and presence (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files under the data directory, an in-process bus, in-memory
+    /// presence and limits: nothing to install.
+    Embedded,
+    /// PostgreSQL, RabbitMQ and Redis: the production backend, which scales out.
+    Services,
+}
+
+impl Backend {
+    /// The word `chat up` prints and `CHAT_BACKEND` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Services => "services",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim() {
+            "embedded" => Ok(Backend::Embedded),
+            "services" => Ok(Backend::Services),
+            _ => Err("expected embedded or services"),
+        }
+    }
+}
+
+/// The backend and why it was chosen, for `chat up` to say before it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendChoice {
+    pub backend: Backend,
+    pub reason: String,
+}
+
+/// The variables whose presence selects the services backend.
+pub const SERVICE_URL_VARIABLES: [&str; 4] = [
+    "CHAT_DATABASE_URL",
+    "CHAT_READ_DATABASE_URL",
+    "CHAT_AMQP_URL",
+    "CHAT_REDIS_URL",
+];
+
 /// Every setting of every service.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `CHAT_BACKEND`, else `services` as soon as a service URL is set, else `embedded`.
+    pub backend: BackendChoice,
+    /// `CHAT_DATA_DIR` (`./data`): where the embedded backend keeps its files.
+    pub data_dir: std::path::PathBuf,
     pub database_url: String,
     pub read_database_url: String,
     pub amqp_url: String,
@@ -146,7 +197,32 @@ impl Settings {
             let n = at_least_one(name, u64::from(number(&lookup, name, 32u32)?))?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
+        let backend = match lookup("CHAT_BACKEND").filter(|v| !v.trim().is_empty()) {
+            Some(value) => BackendChoice {
+                backend: value.parse().map_err(|reason| SettingsError {
+                    name: "CHAT_BACKEND",
+                    value: value.clone(),
+                    reason,
+                })?,
+                reason: format!("CHAT_BACKEND={}", value.trim()),
+            },
+            None => match SERVICE_URL_VARIABLES
+                .into_iter()
+                .find(|name| lookup(name).is_some_and(|v| !v.is_empty()))
+            {
+                Some(name) => BackendChoice {
+                    backend: Backend::Services,
+                    reason: format!("{name} is set"),
+                },
+                None => BackendChoice {
+                    backend: Backend::Embedded,
+                    reason: "none of CHAT_DATABASE_URL, CHAT_READ_DATABASE_URL, CHAT_AMQP_URL, CHAT_REDIS_URL is set".into(),
+                },
+            },
+        };
         Ok(Settings {
+            backend,
+            data_dir: text("CHAT_DATA_DIR", "./data").into(),
             database_url: text(
                 "CHAT_DATABASE_URL",
                 "postgres://postgres@localhost:5432/chat",
@@ -264,6 +340,51 @@ impl WsSettings {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_backend_is_embedded_unless_a_service_url_or_chat_backend_says_otherwise() {
+        let choose = |vars: &[(&str, &str)]| {
+            let env: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Settings::from_lookup(|name| env.get(name).cloned()).map(|s| s.backend)
+        };
+        let nothing = choose(&[]).expect("defaults");
+        assert_eq!(nothing.backend, Backend::Embedded);
+        assert!(nothing.reason.contains("none of CHAT_DATABASE_URL"));
+        for name in SERVICE_URL_VARIABLES {
+            let chosen = choose(&[(name, "x://y")]).expect("a URL");
+            assert_eq!(chosen.backend, Backend::Services, "{name}");
+            assert_eq!(chosen.reason, format!("{name} is set"));
+        }
+        // An empty URL is not set.
+        assert_eq!(
+            choose(&[("CHAT_REDIS_URL", "")]).expect("empty").backend,
+            Backend::Embedded
+        );
+        let explicit = choose(&[("CHAT_BACKEND", "embedded"), ("CHAT_AMQP_URL", "amqp://h")])
+            .expect("explicit");
+        assert_eq!(explicit.backend, Backend::Embedded);
+        assert_eq!(explicit.reason, "CHAT_BACKEND=embedded");
+        assert_eq!(
+            choose(&[("CHAT_BACKEND", " services ")])
+                .expect("services")
+                .backend,
+            Backend::Services
+        );
+        let bad = choose(&[("CHAT_BACKEND", "postgres")]).expect_err("unknown backend");
+        assert_eq!(bad.name, "CHAT_BACKEND");
+    }
+
+    #[test]
+    fn the_data_directory_defaults_to_data_beside_the_process() {
+        let s = Settings::from_lookup(|_| None).expect("defaults");
+        assert_eq!(s.data_dir, std::path::PathBuf::from("./data"));
+        let s = Settings::from_lookup(|n| (n == "CHAT_DATA_DIR").then(|| "/tmp/chat".into()))
+            .expect("set");
+        assert_eq!(s.data_dir, std::path::PathBuf::from("/tmp/chat"));
+    }
 
     #[test]
     fn defaults_point_at_local_services() {
