@@ -144,3 +144,18 @@ pub trait SocketLimit: Send + Sync + std::fmt::Debug {
     /// Gives a closed socket's slot back.
     async fn release(&self, user: Uuid, connection: Uuid) -> Result<(), LiveStateError>;
 }
+
+/// How many sockets each gateway instance holds, as last reported, so
+/// operators see the load per instance.
+#[async_trait::async_trait]
+pub trait SocketCensus: Send + Sync + std::fmt::Debug {
+    /// Records `instance`'s socket count (forgotten unless reported again
+    /// within [`CENSUS_TTL`]).
+    async fn report(&self, instance: &str, sockets: usize) -> Result<(), LiveStateError>;
+
+    /// Every instance heard from within [`CENSUS_TTL`], with its count, by instance.
+    async fn counts(&self) -> Result<Vec<(String, u64)>, LiveStateError>;
+}
+
+/// How long a socket count stands without a new report.
+pub const CENSUS_TTL: std::time::Duration = std::time::Duration::from_secs(30);

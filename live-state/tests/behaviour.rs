@@ -2,8 +2,8 @@
 //! prefix of its own) and against the in-memory store, through the port.
 
 use futures_util::StreamExt;
-use live_state::{LiveEvent, LiveEvents, PresenceStore, SocketLimit, Throttle};
-use memory_store::{MemoryPresence, MemorySocketSlots, MemoryThrottle};
+use live_state::{LiveEvent, LiveEvents, PresenceStore, SocketCensus, SocketLimit, Throttle};
+use memory_store::{MemoryCensus, MemoryPresence, MemorySocketSlots, MemoryThrottle};
 use redis_store::{Presence, RateLimiter, RedisStore, SocketSlots};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ struct Backend {
     throttle: Arc<dyn Throttle>,
     /// Two sockets per user.
     slots: Arc<dyn SocketLimit>,
+    census: Arc<dyn SocketCensus>,
 }
 
 async fn redis() -> Backend {
@@ -26,7 +27,8 @@ async fn redis() -> Backend {
     Backend {
         presence: Arc::new(Presence::new(store.clone())),
         throttle: Arc::new(RateLimiter::new(store.clone(), 1, 3)),
-        slots: Arc::new(SocketSlots::new(store, 2)),
+        slots: Arc::new(SocketSlots::new(store.clone(), 2)),
+        census: Arc::new(store),
     }
 }
 
@@ -35,6 +37,7 @@ async fn memory() -> Backend {
         presence: Arc::new(MemoryPresence::default()),
         throttle: Arc::new(MemoryThrottle::new(1, 3)),
         slots: Arc::new(MemorySocketSlots::new(2)),
+        census: Arc::new(MemoryCensus::default()),
     }
 }
 
@@ -61,6 +64,7 @@ both!(
     typing_and_probes_reach_every_subscriber,
     buckets_admit_a_burst_then_say_how_long_to_wait,
     socket_slots_are_capped_per_user,
+    the_census_keeps_each_instances_last_count,
 );
 
 /// The next live event within a second (`None` inside: a probe; panics on silence).
@@ -267,6 +271,17 @@ async fn socket_slots_are_capped_per_user(b: Backend) {
     );
     b.slots.refresh(user, d).await.expect("refresh");
     assert!(!b.slots.acquire(user, a).await.expect("acquire"));
+}
+
+async fn the_census_keeps_each_instances_last_count(b: Backend) {
+    assert_eq!(b.census.counts().await.expect("counts"), vec![]);
+    b.census.report("gw-b", 3).await.expect("report");
+    b.census.report("gw-a", 1_000).await.expect("report");
+    b.census.report("gw-b", 2).await.expect("report again");
+    assert_eq!(
+        b.census.counts().await.expect("counts"),
+        vec![("gw-a".to_owned(), 1_000), ("gw-b".to_owned(), 2)]
+    );
 }
 
 /// In memory, entries expire as in Redis: a user whose every connection

@@ -3,9 +3,11 @@
 //! `chat up`. Every map is bounded by what is live: expired entries are
 //! dropped when they are next looked at and by the sweeps the gateway runs.
 
+mod census;
 mod presence;
 mod throttle;
 
+pub use census::MemoryCensus;
 pub use presence::MemoryPresence;
 pub use throttle::{MemorySocketSlots, MemoryThrottle};
 

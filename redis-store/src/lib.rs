@@ -103,7 +103,7 @@ impl RedisStore {
             .arg(self.key(&format!("gateway:{instance}:sockets")))
             .arg(sockets)
             .arg("EX")
-            .arg(30)
+            .arg(live_state::CENSUS_TTL.as_secs())
             .query_async::<()>(&mut c)
             .await?;
         Ok(())

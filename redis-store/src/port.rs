@@ -95,3 +95,14 @@ impl SocketLimit for SocketSlots {
         Ok(SocketSlots::release(self, user, connection).await?)
     }
 }
+
+#[async_trait::async_trait]
+impl live_state::SocketCensus for crate::RedisStore {
+    async fn report(&self, instance: &str, sockets: usize) -> Result<(), LiveStateError> {
+        Ok(self.report_sockets(instance, sockets).await?)
+    }
+
+    async fn counts(&self) -> Result<Vec<(String, u64)>, LiveStateError> {
+        Ok(self.gateway_sockets().await?)
+    }
+}
