@@ -4,11 +4,13 @@
 //! and switch by renaming schemas in one transaction.
 
 mod port;
+mod sqlite;
 
 pub use port::{
     ChannelAccess, DirectoryRow, MemberRow, MessageRow, MyChannelRow, ReadModel, ReadTransaction,
     ReadWrites,
 };
+pub use sqlite::{CheckpointRow, DeadLetter, SqliteReadModel};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
