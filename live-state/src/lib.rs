@@ -159,3 +159,74 @@ pub trait SocketCensus: Send + Sync + std::fmt::Debug {
 
 /// How long a socket count stands without a new report.
 pub const CENSUS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+// Shared adapters: one store behind several holders (a process builds each
+// adapter once and hands out `Arc`s of the port).
+#[async_trait::async_trait]
+impl<T: Throttle + ?Sized> Throttle for std::sync::Arc<T> {
+    async fn admit_key(&self, key: &str) -> Result<Result<(), RateLimited>, LiveStateError> {
+        (**self).admit_key(key).await
+    }
+
+    async fn admit(&self, user: Uuid) -> Result<Result<(), RateLimited>, LiveStateError> {
+        (**self).admit(user).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: PresenceStore + ?Sized> PresenceStore for std::sync::Arc<T> {
+    async fn join(
+        &self,
+        channel: Uuid,
+        user: Uuid,
+        connection: Uuid,
+    ) -> Result<(), LiveStateError> {
+        (**self).join(channel, user, connection).await
+    }
+
+    async fn leave(
+        &self,
+        channel: Uuid,
+        user: Uuid,
+        connection: Uuid,
+    ) -> Result<(), LiveStateError> {
+        (**self).leave(channel, user, connection).await
+    }
+
+    async fn refresh(
+        &self,
+        channels: &[Uuid],
+        user: Uuid,
+        connection: Uuid,
+    ) -> Result<(), LiveStateError> {
+        (**self).refresh(channels, user, connection).await
+    }
+
+    async fn online_users(&self, channel: Uuid) -> Result<BTreeSet<Uuid>, LiveStateError> {
+        (**self).online_users(channel).await
+    }
+
+    async fn snapshot(
+        &self,
+        channel: Uuid,
+        limit: usize,
+    ) -> Result<OnlineSnapshot, LiveStateError> {
+        (**self).snapshot(channel, limit).await
+    }
+
+    async fn sweep(&self, channel: Uuid) -> Result<(), LiveStateError> {
+        (**self).sweep(channel).await
+    }
+
+    async fn publish(&self, event: &LiveEvent) -> Result<(), LiveStateError> {
+        (**self).publish(event).await
+    }
+
+    async fn subscribe(&self) -> Result<LiveEvents, LiveStateError> {
+        (**self).subscribe().await
+    }
+
+    async fn probe(&self) -> Result<(), LiveStateError> {
+        (**self).probe().await
+    }
+}
