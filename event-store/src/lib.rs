@@ -7,6 +7,7 @@
 //! the oldest running transaction, so a late-committing event with a low
 //! position is never skipped; SQLite's single writer commits in position order.
 
+mod accounts;
 mod connect;
 mod cursor;
 mod error;
@@ -16,6 +17,7 @@ mod sqlite;
 mod store;
 mod wakeup;
 
+pub use accounts::{Accounts, Credentials, RegisterError};
 pub use connect::{ConnectError, check_stamps, connect, create_database_if_missing, migrate};
 pub use cursor::{Cursor, CursorParseError};
 pub use error::AppendError;

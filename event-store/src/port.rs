@@ -86,6 +86,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// (None: none of them is in the log).
     async fn latest_cursor_of(&self, positions: &[i64]) -> Result<Option<Cursor>, sqlx::Error>;
 
+    /// The commit-order cursor of the log's last visible event (`Cursor::START`
+    /// when there is none): a reader starting there sees only what comes after.
+    async fn head(&self) -> Result<Cursor, sqlx::Error>;
+
     /// The latest snapshot of a stream, if any.
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error>;
 

@@ -9,15 +9,16 @@
 //! readers' pool read while the writer writes; `synchronous = FULL` makes an
 //! acknowledged append survive a power cut, not only a `kill -9`.
 
+use crate::accounts::{Accounts, Credentials, RegisterError, classify_credentials};
 use crate::{AppendError, Cursor, ExpectedVersion, LogFilter, NewEvent, RecordedEvent, Snapshot};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::{Row, SqliteConnection};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,80 +109,27 @@ impl SqliteEventStore {
         self.writer.close().await;
     }
 
+    /// Appends in its own write transaction and wakes this process's readers.
     async fn append_locked(
         &self,
         stream_id: &str,
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Vec<RecordedEvent>, AppendError> {
-        let conflict = || AppendError::Conflict {
-            stream_id: stream_id.to_owned(),
-            expected: expected.to_string(),
-        };
-        // IMMEDIATE takes the write lock now, so nothing read below can
-        // change before the insert (another process's writer waits).
+        // IMMEDIATE takes the write lock now, so nothing read in the append
+        // can change before its insert (another process's writer waits).
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let head: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
-        )
-        .bind(stream_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let head = head as u64;
-        let fits = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => head == 0,
-            ExpectedVersion::Exact(v) => head == v,
-        };
-        if !fits {
-            return Err(conflict());
-        }
-        let first: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) + 1 FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
-        let recorded_at = now_micros();
-        let stamp = format_time(recorded_at);
-        let mut recorded = Vec::with_capacity(events.len());
-        for (offset, event) in events.iter().enumerate() {
-            let position = first + offset as i64;
-            let version = head + 1 + offset as u64;
-            sqlx::query(
-                "INSERT INTO events (global_position, transaction_id, stream_id, stream_version, \
-                 event_id, event_type, schema_version, data, metadata, recorded_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(position)
-            .bind(first)
-            .bind(stream_id)
-            .bind(to_i64(version))
-            .bind(event.event_id.hyphenated().to_string())
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(event.data.to_string())
-            .bind(event.metadata.to_string())
-            .bind(&stamp)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| classify_insert(e, stream_id, expected, event))?;
-            recorded.push(RecordedEvent {
-                event_id: event.event_id,
-                event_type: event.event_type.clone(),
-                schema_version: event.schema_version,
-                stream_id: stream_id.to_owned(),
-                stream_version: version,
-                global_position: position,
-                transaction_id: first as u64,
-                recorded_at,
-                data: event.data.clone(),
-                metadata: event.metadata.clone(),
-            });
-        }
+        let recorded = append_in(&mut tx, stream_id, expected, events).await?;
         tx.commit().await?;
+        self.committed(&recorded);
+        Ok(recorded)
+    }
+
+    /// Wakes this process's whole-log readers after `recorded` committed.
+    fn committed(&self, recorded: &[RecordedEvent]) {
         if let Some(last) = recorded.last() {
             self.appended.send_replace(last.global_position);
         }
-        Ok(recorded)
     }
 
     async fn fetch_all(
@@ -210,16 +158,7 @@ impl crate::EventLog for SqliteEventStore {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        let appended = self
-            .append_locked(stream_id, expected, events)
-            .await
-            .inspect_err(|e| {
-                if e.is_conflict() {
-                    metrics::counter!("event_store_append_conflicts_total").increment(1);
-                }
-            })?;
-        metrics::counter!("event_store_appended_events_total").increment(appended.len() as u64);
-        Ok(appended)
+        self.append_locked(stream_id, expected, events).await
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, sqlx::Error> {
@@ -381,6 +320,20 @@ impl crate::EventLog for SqliteEventStore {
         }))
     }
 
+    async fn head(&self) -> Result<Cursor, sqlx::Error> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, global_position FROM events ORDER BY global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(
+            row.map_or(Cursor::START, |(transaction_id, global_position)| Cursor {
+                transaction_id: transaction_id as u64,
+                global_position,
+            }),
+        )
+    }
+
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
         let row: Option<(i64, i32, String)> = sqlx::query_as(
             "SELECT stream_version, snapshot_version, state FROM snapshots WHERE stream_id = ?",
@@ -416,6 +369,144 @@ impl crate::EventLog for SqliteEventStore {
         .await?;
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl Accounts for SqliteEventStore {
+    async fn register(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        credentials: &Credentials,
+    ) -> Result<Vec<RecordedEvent>, RegisterError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(RegisterError::Database)?;
+        let recorded = append_in(&mut tx, stream_id, expected, events).await?;
+        sqlx::query(
+            "INSERT INTO user_credentials (user_id, username, password_hash) VALUES (?, ?, ?)",
+        )
+        .bind(credentials.user_id.hyphenated().to_string())
+        .bind(&credentials.username)
+        .bind(&credentials.password_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify_credentials(e, &credentials.username))?;
+        tx.commit().await.map_err(RegisterError::Database)?;
+        self.committed(&recorded);
+        Ok(recorded)
+    }
+
+    async fn credentials_of(&self, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT user_id, username, password_hash FROM user_credentials \
+             WHERE lower(username) = lower(?)",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|(user_id, username, password_hash)| {
+            Ok(Credentials {
+                user_id: Uuid::parse_str(&user_id).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                username,
+                password_hash,
+            })
+        })
+        .transpose()
+    }
+}
+
+/// Appends inside the caller's write transaction (begun IMMEDIATE), counting
+/// conflicts and appended events as the PostgreSQL adapter does.
+async fn append_in(
+    conn: &mut SqliteConnection,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Vec<RecordedEvent>, AppendError> {
+    if events.is_empty() {
+        return Ok(vec![]);
+    }
+    let recorded = insert_events(conn, stream_id, expected, events)
+        .await
+        .inspect_err(|e| {
+            if e.is_conflict() {
+                metrics::counter!("event_store_append_conflicts_total").increment(1);
+            }
+        })?;
+    metrics::counter!("event_store_appended_events_total").increment(recorded.len() as u64);
+    Ok(recorded)
+}
+
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Vec<RecordedEvent>, AppendError> {
+    let conflict = || AppendError::Conflict {
+        stream_id: stream_id.to_owned(),
+        expected: expected.to_string(),
+    };
+    let head: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
+    )
+    .bind(stream_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let head = head as u64;
+    let fits = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => head == 0,
+        ExpectedVersion::Exact(v) => head == v,
+    };
+    if !fits {
+        return Err(conflict());
+    }
+    let first: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) + 1 FROM events")
+        .fetch_one(&mut *conn)
+        .await?;
+    let recorded_at = now_micros();
+    let stamp = format_time(recorded_at);
+    let mut recorded = Vec::with_capacity(events.len());
+    for (offset, event) in events.iter().enumerate() {
+        let position = first + offset as i64;
+        let version = head + 1 + offset as u64;
+        sqlx::query(
+            "INSERT INTO events (global_position, transaction_id, stream_id, stream_version, \
+             event_id, event_type, schema_version, data, metadata, recorded_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(position)
+        .bind(first)
+        .bind(stream_id)
+        .bind(to_i64(version))
+        .bind(event.event_id.hyphenated().to_string())
+        .bind(&event.event_type)
+        .bind(i64::from(event.schema_version))
+        .bind(event.data.to_string())
+        .bind(event.metadata.to_string())
+        .bind(&stamp)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| classify_insert(e, stream_id, expected, event))?;
+        recorded.push(RecordedEvent {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            stream_id: stream_id.to_owned(),
+            stream_version: version,
+            global_position: position,
+            transaction_id: first as u64,
+            recorded_at,
+            data: event.data.clone(),
+            metadata: event.metadata.clone(),
+        });
+    }
+    Ok(recorded)
 }
 
 /// A unique violation of one insert, told apart by the constraint SQLite names.

@@ -1,5 +1,6 @@
 //! The Postgres adapter of the event log.
 
+use crate::accounts::{Accounts, Credentials, RegisterError, classify_credentials};
 use crate::wakeup::Wakeup;
 use crate::{AppendError, Cursor, ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
 use futures_util::{Stream, TryStreamExt};
@@ -367,6 +368,26 @@ impl PgEventStore {
         .transpose()
     }
 
+    /// The commit-order cursor of the log's last visible event (below the
+    /// oldest running transaction; `Cursor::START` when there is none).
+    /// Ordered by the column: the selected text, named `transaction_id` too,
+    /// would order 9999 after 10000.
+    pub async fn head(&self) -> Result<Cursor, sqlx::Error> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events \
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map_or(Ok(Cursor::START), |(tx, position)| {
+            Ok(Cursor {
+                transaction_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                global_position: position,
+            })
+        })
+    }
+
     /// The latest snapshot of a stream, if any.
     pub async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
         let row = sqlx::query(
@@ -511,11 +532,57 @@ impl crate::EventLog for PgEventStore {
         PgEventStore::latest_cursor_of(self, positions).await
     }
 
+    async fn head(&self) -> Result<Cursor, sqlx::Error> {
+        PgEventStore::head(self).await
+    }
+
     async fn load_snapshot(&self, stream_id: &str) -> Result<Option<Snapshot>, sqlx::Error> {
         PgEventStore::load_snapshot(self, stream_id).await
     }
 
     async fn save_snapshot(&self, stream_id: &str, snapshot: &Snapshot) -> Result<(), sqlx::Error> {
         PgEventStore::save_snapshot(self, stream_id, snapshot).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Accounts for PgEventStore {
+    async fn register(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        credentials: &Credentials,
+    ) -> Result<Vec<RecordedEvent>, RegisterError> {
+        let mut tx = self.pool.begin().await.map_err(RegisterError::Database)?;
+        // The append first: it must be the transaction's first write (see APPEND).
+        let appended = self.append_in(&mut tx, stream_id, expected, events).await?;
+        sqlx::query(
+            "INSERT INTO user_credentials (user_id, username, password_hash) VALUES ($1, $2, $3)",
+        )
+        .bind(credentials.user_id)
+        .bind(&credentials.username)
+        .bind(&credentials.password_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| classify_credentials(e, &credentials.username))?;
+        tx.commit().await.map_err(RegisterError::Database)?;
+        self.committed();
+        Ok(appended)
+    }
+
+    async fn credentials_of(&self, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
+        let row: Option<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT user_id, username, password_hash FROM user_credentials \
+             WHERE lower(username) = lower($1)",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(user_id, username, password_hash)| Credentials {
+            user_id,
+            username,
+            password_hash,
+        }))
     }
 }

@@ -1,14 +1,15 @@
 //! One behaviour, two adapters: every test here runs against the PostgreSQL
 //! log and the SQLite log through the `EventLog` port, so the backends cannot
 //! drift. What only one backend has (PostgreSQL's xid8 watermark, LISTEN, its
-//! stamps) is tested in `log.rs`; SQLite's own concerns at the end here.
+//! stamps) is tested in `log.rs`; SQLite's own concerns at the end here. The
+//! accounts beside the log (`Accounts`) are held to the same rule.
 
 mod common;
 
 use common::{event, read_when_visible};
 use event_store::{
-    AppendError, Cursor, EventLog, ExpectedVersion, LogFilter, NewEvent, PgEventStore,
-    RecordedEvent, Snapshot, SqliteEventStore,
+    Accounts, AppendError, Credentials, Cursor, EventLog, ExpectedVersion, LogFilter, NewEvent,
+    PgEventStore, RecordedEvent, RegisterError, Snapshot, SqliteEventStore,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -17,16 +18,20 @@ use std::time::Duration;
 use test_support::TestDb;
 use uuid::Uuid;
 
-/// A log and whatever must live as long as it (a database, a directory).
+/// A log, the accounts beside it, and whatever must live as long as they (a
+/// database, a directory).
 struct Backend {
     log: Arc<dyn EventLog>,
+    accounts: Arc<dyn Accounts>,
     _owner: Box<dyn std::any::Any + Send>,
 }
 
 async fn postgres() -> Backend {
     let db = TestDb::new_event_log().await;
+    let log = Arc::new(PgEventStore::new(db.pool.clone()));
     Backend {
-        log: Arc::new(PgEventStore::new(db.pool.clone())),
+        log: log.clone(),
+        accounts: log,
         _owner: Box::new(db),
     }
 }
@@ -36,8 +41,10 @@ async fn sqlite() -> Backend {
     let log = SqliteEventStore::open(&dir.path().join("events.db"), 4)
         .await
         .expect("open the SQLite log");
+    let log = Arc::new(log);
     Backend {
-        log: Arc::new(log),
+        log: log.clone(),
+        accounts: log,
         _owner: Box::new(dir),
     }
 }
@@ -60,6 +67,25 @@ macro_rules! both {
     )*};
 }
 
+/// `both_with_accounts!(test)`: like `both!`, for tests that register users
+/// (`test(log, accounts)`, the two ports of one backend).
+macro_rules! both_with_accounts {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let backend = super::postgres().await;
+                super::$name(backend.log.clone(), backend.accounts.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let backend = super::sqlite().await;
+                super::$name(backend.log.clone(), backend.accounts.clone()).await;
+            }
+        }
+    )*};
+}
+
 both!(
     expected_versions_are_enforced,
     concurrent_appends_to_one_stream_have_exactly_one_winner,
@@ -72,6 +98,13 @@ both!(
     concurrent_writers_never_make_a_reader_skip_or_repeat,
     an_append_reports_where_its_stream_ended,
     lag_and_cursors_come_from_the_log,
+    the_head_is_the_last_visible_event,
+);
+
+both_with_accounts!(
+    a_registered_user_is_found_by_any_case_of_its_name,
+    a_taken_username_is_refused_with_nothing_appended,
+    a_refused_append_stores_no_credentials,
 );
 
 fn numbers(events: &[RecordedEvent]) -> Vec<Option<u64>> {
@@ -457,6 +490,160 @@ async fn lag_and_cursors_come_from_the_log(log: Arc<dyn EventLog>) {
     );
 }
 
+async fn the_head_is_the_last_visible_event(log: Arc<dyn EventLog>) {
+    assert_eq!(log.head().await.expect("head"), Cursor::START);
+    log.append("a", ExpectedVersion::Any, &[event(1), event(2)])
+        .await
+        .expect("append");
+    let last = log
+        .append("b", ExpectedVersion::Any, &[event(3)])
+        .await
+        .expect("append");
+    let all = LogFilter::default();
+    assert_eq!(
+        read_when_visible(&*log, Cursor::START, &all, 3).await.len(),
+        3
+    );
+    let head = log.head().await.expect("head");
+    assert_eq!(head, last[0].cursor());
+    // A reader starting at the head sees only what comes after it.
+    let after = log
+        .append("a", ExpectedVersion::Any, &[event(4)])
+        .await
+        .expect("append");
+    assert_eq!(read_when_visible(&*log, head, &all, 1).await, after);
+}
+
+fn credentials(username: &str) -> Credentials {
+    Credentials {
+        user_id: Uuid::new_v4(),
+        username: username.to_owned(),
+        password_hash: format!("hash of {username}'s password"),
+    }
+}
+
+async fn a_registered_user_is_found_by_any_case_of_its_name(
+    log: Arc<dyn EventLog>,
+    accounts: Arc<dyn Accounts>,
+) {
+    let alice = credentials("Alice");
+    let registered = accounts
+        .register("user-a", ExpectedVersion::NoStream, &[event(1)], &alice)
+        .await
+        .expect("register");
+    assert_eq!(registered.len(), 1);
+    assert_eq!(
+        log.read_stream("user-a", 0).await.expect("read"),
+        registered
+    );
+    for asked in ["Alice", "alice", "ALICE"] {
+        assert_eq!(
+            accounts.credentials_of(asked).await.expect("lookup"),
+            Some(alice.clone()),
+            "{asked}"
+        );
+    }
+    assert_eq!(accounts.credentials_of("bob").await.expect("lookup"), None);
+}
+
+async fn a_taken_username_is_refused_with_nothing_appended(
+    log: Arc<dyn EventLog>,
+    accounts: Arc<dyn Accounts>,
+) {
+    let first = credentials("carol");
+    accounts
+        .register("user-1", ExpectedVersion::NoStream, &[event(1)], &first)
+        .await
+        .expect("register");
+    let refused = accounts
+        .register(
+            "user-2",
+            ExpectedVersion::NoStream,
+            &[event(2)],
+            &credentials("CAROL"),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(RegisterError::UsernameTaken(name)) if name == "CAROL"),
+        "{refused:?}"
+    );
+    assert_eq!(log.stream_version("user-2").await.expect("version"), 0);
+    assert_eq!(
+        accounts.credentials_of("carol").await.expect("lookup"),
+        Some(first)
+    );
+    // Nothing of the refused registration is in the log: the whole log is
+    // the first registration, then the next append.
+    let next = log
+        .append("other", ExpectedVersion::NoStream, &[event(3)])
+        .await
+        .expect("append");
+    let all = read_when_visible(&*log, Cursor::START, &LogFilter::default(), 2).await;
+    assert_eq!(numbers(&all), vec![Some(1), Some(3)]);
+    assert_eq!(all[1], next[0]);
+}
+
+async fn a_refused_append_stores_no_credentials(
+    log: Arc<dyn EventLog>,
+    accounts: Arc<dyn Accounts>,
+) {
+    log.append("user-d", ExpectedVersion::NoStream, &[event(1)])
+        .await
+        .expect("the stream exists");
+    let conflict = accounts
+        .register(
+            "user-d",
+            ExpectedVersion::NoStream,
+            &[event(2)],
+            &credentials("dave"),
+        )
+        .await;
+    assert!(
+        matches!(
+            conflict,
+            Err(RegisterError::Append(AppendError::Conflict { .. }))
+        ),
+        "{conflict:?}"
+    );
+    assert_eq!(accounts.credentials_of("dave").await.expect("lookup"), None);
+
+    let keyed = |n| NewEvent {
+        metadata: json!({ "idempotency_key": "reg:erin:k" }),
+        ..event(n)
+    };
+    accounts
+        .register(
+            "user-e",
+            ExpectedVersion::NoStream,
+            &[keyed(3)],
+            &credentials("erin"),
+        )
+        .await
+        .expect("register");
+    let replayed = accounts
+        .register(
+            "user-f",
+            ExpectedVersion::NoStream,
+            &[keyed(4)],
+            &credentials("frank"),
+        )
+        .await;
+    assert!(
+        matches!(
+            replayed,
+            Err(RegisterError::Append(AppendError::DuplicateIdempotencyKey(
+                _
+            )))
+        ),
+        "{replayed:?}"
+    );
+    assert_eq!(
+        accounts.credentials_of("frank").await.expect("lookup"),
+        None
+    );
+    assert_eq!(log.stream_version("user-f").await.expect("version"), 0);
+}
+
 /// The embedded log keeps what it acknowledged across a reopen, and goes on
 /// numbering where it stopped.
 #[tokio::test]
@@ -501,6 +688,41 @@ async fn sqlite_appends_wake_readers_in_process() {
     assert_eq!(*appended.borrow_and_update(), written[0].global_position);
     let refused = log
         .append("s", ExpectedVersion::NoStream, &[event(2)])
+        .await;
+    assert!(refused.is_err());
+    assert!(!appended.has_changed().expect("the log is open"));
+}
+
+/// A registration wakes readers in the same process like an append; a
+/// refused one does not.
+#[tokio::test]
+async fn sqlite_registrations_wake_readers_in_process() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = SqliteEventStore::open(&dir.path().join("events.db"), 2)
+        .await
+        .expect("open");
+    let mut appended = log.appended();
+    let written = log
+        .register(
+            "user-g",
+            ExpectedVersion::NoStream,
+            &[event(1)],
+            &credentials("gina"),
+        )
+        .await
+        .expect("register");
+    tokio::time::timeout(Duration::from_secs(5), appended.changed())
+        .await
+        .expect("woken in time")
+        .expect("the log is open");
+    assert_eq!(*appended.borrow_and_update(), written[0].global_position);
+    let refused = log
+        .register(
+            "user-h",
+            ExpectedVersion::NoStream,
+            &[event(2)],
+            &credentials("GINA"),
+        )
         .await;
     assert!(refused.is_err());
     assert!(!appended.has_changed().expect("the log is open"));
