@@ -7,12 +7,12 @@
 
 use crate::apply::{AppliedChange, ApplyError, Outcome, apply_batch};
 use domain::Event;
-use event_store::{Cursor, PgEventStore, RecordedEvent};
-use sqlx::{PgPool, Postgres, Transaction};
+use event_store::{Cursor, EventLog, RecordedEvent};
+use read_model::{ReadModel, ReadTransaction};
 
 /// A batch applied inside its open transaction.
 pub struct PendingBatch {
-    tx: Transaction<'static, Postgres>,
+    tx: Box<dyn ReadTransaction>,
     /// Every change, the healed ones first, in the order applied; the ones
     /// healed ahead are committed already.
     pub changes: Vec<AppliedChange>,
@@ -35,8 +35,8 @@ impl PendingBatch {
 /// error names the event it is due to when it is that event's fault (the log
 /// cannot heal it, or it cannot be decoded): that one goes to the dead letters.
 pub async fn apply_deliveries(
-    read: &PgPool,
-    log: &PgEventStore,
+    read: &dyn ReadModel,
+    log: &dyn EventLog,
     items: &[(&RecordedEvent, &Event)],
 ) -> Result<PendingBatch, (Option<usize>, ApplyError)> {
     let schema = read_model::LIVE_SCHEMA;
@@ -45,14 +45,13 @@ pub async fn apply_deliveries(
     // transaction opens, so it never sits idle during a log read.
     let mut changes = crate::heal::heal_ahead(read, schema, log, &records).await;
     let cursor = crate::checkpoint::cursor_of(log, &records).await;
-    let mut tx = read.begin().await.map_err(|e| (None, e.into()))?;
-    let outcomes =
-        apply_batch(&mut tx, schema, log, items)
-            .await
-            .map_err(|(index, e)| match e {
-                e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
-                e => (None, e),
-            })?;
+    let mut tx = read.begin(schema).await.map_err(|e| (None, e.into()))?;
+    let outcomes = apply_batch(&mut *tx, log, items)
+        .await
+        .map_err(|(index, e)| match e {
+            e @ (ApplyError::Unhealable { .. } | ApplyError::Corrupt(..)) => (index, e),
+            e => (None, e),
+        })?;
     let mut duplicates = 0u64;
     for outcome in outcomes {
         match outcome {
@@ -61,7 +60,8 @@ pub async fn apply_deliveries(
         }
     }
     if let Some(last) = records.iter().max_by_key(|r| r.recorded_at) {
-        crate::checkpoint::save(&mut tx, cursor, last)
+        // The checkpoint moves in the batch's transaction (never back).
+        tx.save_checkpoint(crate::LIVE_PROJECTION, cursor, last.recorded_at)
             .await
             .map_err(|e| (None, e.into()))?;
     }

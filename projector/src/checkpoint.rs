@@ -13,36 +13,30 @@
 //! nothing arrives, which is exactly when it matters.
 
 use crate::LIVE_PROJECTION;
-use event_store::{Cursor, PgEventStore, RecordedEvent};
-use sqlx::{PgConnection, PgPool};
+use event_store::{Cursor, EventLog, RecordedEvent};
+use read_model::ReadModel;
 
 /// Where the live projection stands (the start if it never applied anything).
-pub async fn load(read: &PgPool, log: &PgEventStore) -> Result<Cursor, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM rm.checkpoints WHERE projection = $1",
-    )
-    .bind(LIVE_PROJECTION)
-    .fetch_optional(read)
-    .await?;
-    match row {
+pub async fn load(read: &dyn ReadModel, log: &dyn EventLog) -> Result<Cursor, sqlx::Error> {
+    match read.checkpoint(LIVE_PROJECTION).await? {
         None => Ok(Cursor::START),
-        Some((0, position)) if position > 0 => {
+        Some(Cursor {
+            transaction_id: 0,
+            global_position,
+        }) if global_position > 0 => {
             // Written before the cursor was kept: read its transaction back.
             Ok(log
-                .latest_cursor_of(&[position])
+                .latest_cursor_of(&[global_position])
                 .await?
                 .unwrap_or(Cursor::START))
         }
-        Some((tx, position)) => Ok(Cursor {
-            transaction_id: tx.max(0) as u64,
-            global_position: position,
-        }),
+        Some(cursor) => Ok(cursor),
     }
 }
 
 /// The commit-order cursor of the latest of `batch` (None: the log did not
 /// answer, or holds none of them).
-pub(crate) async fn cursor_of(log: &PgEventStore, batch: &[&RecordedEvent]) -> Option<Cursor> {
+pub(crate) async fn cursor_of(log: &dyn EventLog, batch: &[&RecordedEvent]) -> Option<Cursor> {
     let positions: Vec<i64> = batch.iter().map(|r| r.global_position).collect();
     if positions.is_empty() {
         return None;
@@ -56,43 +50,8 @@ pub(crate) async fn cursor_of(log: &PgEventStore, batch: &[&RecordedEvent]) -> O
     }
 }
 
-/// Moves the checkpoint to `cursor` (never back), inside the batch's transaction.
-pub(crate) async fn save(
-    tx: &mut PgConnection,
-    cursor: Option<Cursor>,
-    last: &RecordedEvent,
-) -> Result<(), sqlx::Error> {
-    let (tx_id, position) = match cursor {
-        Some(c) => (
-            i64::try_from(c.transaction_id).unwrap_or(i64::MAX),
-            c.global_position,
-        ),
-        // Unknown: leave the cursor where it is (0-0 never wins the comparison).
-        None => (0, 0),
-    };
-    sqlx::query(
-        "INSERT INTO rm.checkpoints (projection, global_position, recorded_at, applied_at, transaction_id) \
-         VALUES ($1, $2, $3, now(), $4) \
-         ON CONFLICT (projection) DO UPDATE SET \
-         global_position = CASE WHEN (rm.checkpoints.transaction_id, rm.checkpoints.global_position) \
-             < (excluded.transaction_id, excluded.global_position) \
-             THEN excluded.global_position ELSE rm.checkpoints.global_position END, \
-         transaction_id = CASE WHEN (rm.checkpoints.transaction_id, rm.checkpoints.global_position) \
-             < (excluded.transaction_id, excluded.global_position) \
-             THEN excluded.transaction_id ELSE rm.checkpoints.transaction_id END, \
-         recorded_at = greatest(rm.checkpoints.recorded_at, excluded.recorded_at), applied_at = now()",
-    )
-    .bind(LIVE_PROJECTION)
-    .bind(position)
-    .bind(last.recorded_at)
-    .bind(tx_id)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 /// Sets `projector_lag_seconds` from the oldest event after `cursor`.
-pub(crate) async fn record_lag(log: &PgEventStore, cursor: Cursor) {
+pub(crate) async fn record_lag(log: &dyn EventLog, cursor: Cursor) {
     match log.oldest_recorded_after(cursor).await {
         Ok(oldest) => {
             let lag = oldest.map_or(0.0, |at| {

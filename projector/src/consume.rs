@@ -14,9 +14,9 @@ use broker::lapin::options::{
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
 use broker::lapin::{BasicProperties, Channel};
 use domain::Event;
-use event_store::{Cursor, PgEventStore, RecordedEvent};
+use event_store::{Cursor, EventLog, RecordedEvent};
 use futures_util::{FutureExt, StreamExt};
-use sqlx::PgPool;
+use read_model::ReadModel;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -66,8 +66,8 @@ enum ConsumeError {
 }
 
 struct Projector {
-    read: PgPool,
-    log: PgEventStore,
+    read: Arc<dyn ReadModel>,
+    log: Arc<dyn EventLog>,
     schemas: Arc<EventSchemas>,
     presence: Option<Arc<dyn live_state::PresenceStore>>,
     notifying: Arc<tokio::sync::Semaphore>,
@@ -80,8 +80,8 @@ const LAG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the projector until `shutdown` turns true.
 pub async fn run(
-    read: PgPool,
-    log: PgEventStore,
+    read: Arc<dyn ReadModel>,
+    log: Arc<dyn EventLog>,
     config: ProjectorConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -145,7 +145,7 @@ impl Projector {
             )
             .await?;
         tracing::info!("projector consuming {}", broker::PROJECTOR_QUEUE);
-        match crate::checkpoint::load(&self.read, &self.log).await {
+        match crate::checkpoint::load(self.read.as_ref(), self.log.as_ref()).await {
             Ok(cursor) => self.set_applied(cursor),
             Err(e) => {
                 tracing::warn!(error = %e, "projector checkpoint unreadable; lag measured from the start")
@@ -157,7 +157,7 @@ impl Projector {
             let first = tokio::select! {
                 next = consumer.next() => next,
                 _ = lag_timer.tick() => {
-                    crate::checkpoint::record_lag(&self.log, self.applied()).await;
+                    crate::checkpoint::record_lag(self.log.as_ref(), self.applied()).await;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
@@ -247,7 +247,7 @@ impl Projector {
         let (read, announcer) = (self.read.clone(), announcer.clone());
         tokio::spawn(async move {
             for change in &messages {
-                notify_offline_members(&read, presence.as_ref(), &announcer, change).await;
+                notify_offline_members(read.as_ref(), presence.as_ref(), &announcer, change).await;
             }
             drop(permit);
         });
@@ -275,7 +275,8 @@ impl Projector {
             );
         }
         let items: Vec<(&RecordedEvent, &Event)> = good.iter().map(|(_, r, e)| (r, e)).collect();
-        let pending = crate::batch::apply_deliveries(&self.read, &self.log, &items).await?;
+        let pending =
+            crate::batch::apply_deliveries(self.read.as_ref(), self.log.as_ref(), &items).await?;
         let (applied, duplicates) = (pending.changes.len() as u64, pending.duplicates);
         let (changes, cursor) = pending.commit().await.map_err(|e| (None, e.into()))?;
         metrics::counter!("projector_applied_total").increment(applied);
@@ -283,7 +284,7 @@ impl Projector {
         if let Some(cursor) = cursor {
             self.set_applied(cursor);
         }
-        crate::checkpoint::record_lag(&self.log, self.applied()).await;
+        crate::checkpoint::record_lag(self.log.as_ref(), self.applied()).await;
         Ok(changes)
     }
 
@@ -366,7 +367,7 @@ const NOTIFICATION_CONFIRM_WAIT: std::time::Duration = std::time::Duration::from
 /// Publishes `chat.user.{id}.notification` for a new message to every member
 /// who is not online in the channel and has not muted it. Best effort.
 async fn notify_offline_members(
-    read: &PgPool,
+    read: &dyn ReadModel,
     presence: &dyn live_state::PresenceStore,
     channel: &Channel,
     change: &AppliedChange,
@@ -382,13 +383,9 @@ async fn notify_offline_members(
         .get("sender_id")
         .and_then(|s| s.as_str())
         .and_then(|s| s.parse::<uuid::Uuid>().ok());
-    let members: Vec<uuid::Uuid> = match sqlx::query_scalar(
-        "SELECT user_id FROM rm.members WHERE channel_id = $1 AND NOT muted AND user_id <> $2",
-    )
-    .bind(channel_id)
-    .bind(sender.unwrap_or_default())
-    .fetch_all(read)
-    .await
+    let members = match read
+        .unmuted_members_except(channel_id, sender.unwrap_or_default())
+        .await
     {
         Ok(members) => members,
         Err(e) => return tracing::warn!(error = %e, "notification recipients unavailable"),

@@ -15,17 +15,17 @@
 use crate::apply::{AppliedChange, HEAL_PAGE, Outcome, apply_batch};
 use crate::decode::decode_recorded;
 use domain::Event;
-use event_store::{PgEventStore, RecordedEvent};
-use sqlx::PgPool;
+use event_store::{EventLog, RecordedEvent};
+use read_model::ReadModel;
 use std::collections::BTreeMap;
 
 /// Applies the log's events that precede each stream's first new event in
 /// `batch`, page by page; returns the changes it committed. Best effort: on
 /// any error it stops and leaves the rest to the batch (which reports it).
 pub async fn heal_ahead(
-    read: &PgPool,
+    read: &dyn ReadModel,
     schema: &str,
-    log: &PgEventStore,
+    log: &dyn EventLog,
     batch: &[&RecordedEvent],
 ) -> Vec<AppliedChange> {
     let streams: Vec<String> = batch
@@ -34,21 +34,10 @@ pub async fn heal_ahead(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let s = read_model::quote_ident(schema);
-    let positions: Vec<(String, i64)> = match sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT stream_id, version FROM {s}.stream_positions WHERE stream_id = ANY($1)"
-    )))
-    .bind(&streams)
-    .fetch_all(read)
-    .await
-    {
-        Ok(rows) => rows,
+    let positions = match read.stream_positions(schema, &streams).await {
+        Ok(positions) => positions,
         Err(_) => return Vec::new(),
     };
-    let positions: BTreeMap<String, u64> = positions
-        .into_iter()
-        .map(|(id, v)| (id, v.max(0) as u64))
-        .collect();
     // The lowest version of each stream that is not applied yet.
     let mut first_new: BTreeMap<&str, u64> = BTreeMap::new();
     for r in batch {
@@ -95,9 +84,9 @@ enum HealError {
 /// Reads one page of the gap (no transaction open), then applies it in one
 /// short transaction. Returns the version reached (unchanged: nothing to do).
 async fn heal_page(
-    read: &PgPool,
+    read: &dyn ReadModel,
     schema: &str,
-    log: &PgEventStore,
+    log: &dyn EventLog,
     stream: &str,
     applied: u64,
     before: u64,
@@ -118,8 +107,8 @@ async fn heal_page(
         .map(|r| decode_recorded(r).map_err(|e| HealError::Corrupt(r.event_id, e)))
         .collect::<Result<_, _>>()?;
     let items: Vec<(&RecordedEvent, &Event)> = page.iter().zip(decoded.iter()).collect();
-    let mut tx = read.begin().await?;
-    let outcomes = apply_batch(&mut tx, schema, log, &items)
+    let mut tx = read.begin(schema).await?;
+    let outcomes = apply_batch(&mut *tx, log, &items)
         .await
         .map_err(|(_, e)| HealError::Apply(e))?;
     tx.commit().await?;

@@ -3,16 +3,22 @@
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use event_store::PgEventStore;
+use event_store::{EventLog, PgEventStore};
 use projector::ProjectorConfig;
+use read_model::{PgReadModel, ReadModel};
 use service_kit::Settings;
+use std::sync::Arc;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     service_kit::init_tracing(settings.log_format);
-    let read = read_model::connect(&settings.read_database_url, 8).await?;
-    let log = PgEventStore::new(event_store::connect(&settings.database_url, 4).await?);
+    let read: Arc<dyn ReadModel> = Arc::new(PgReadModel::new(
+        read_model::connect(&settings.read_database_url, 8).await?,
+    ));
+    let log: Arc<dyn EventLog> = Arc::new(PgEventStore::new(
+        event_store::connect(&settings.database_url, 4).await?,
+    ));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let redis = redis_store::RedisStore::connect(&settings.redis_url, "").await?;
     let config = ProjectorConfig::new(settings.amqp_url.clone())

@@ -4,9 +4,10 @@
 //! as soon as it is serialised.
 
 use actix_web::web::Bytes;
-use event_store::{Cursor, LogFilter, PgEventStore, RecordedEvent};
+use event_store::{Cursor, EventLog, LogFilter, RecordedEvent};
 use futures_util::Stream;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Events read from the log per round trip.
 pub(crate) const PAGE_SIZE: i64 = 1000;
@@ -22,7 +23,7 @@ pub(crate) enum ExportFailed {
 
 /// A running export: where it stands, what is left, and the current page.
 pub(crate) struct Export {
-    store: PgEventStore,
+    store: Arc<dyn EventLog>,
     filter: LogFilter,
     cursor: Cursor,
     /// Lines still to send (`None`: no limit).
@@ -37,7 +38,7 @@ impl Export {
     /// Starts an export after `after`, reading the first page now: a failing
     /// log is then answered with an error status instead of an empty 200.
     pub(crate) async fn start(
-        store: PgEventStore,
+        store: Arc<dyn EventLog>,
         filter: LogFilter,
         after: Cursor,
         limit: Option<i64>,

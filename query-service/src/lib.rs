@@ -18,32 +18,33 @@ pub use routes::{
     configure,
 };
 
-use event_store::PgEventStore;
-use sqlx::PgPool;
+use event_store::EventLog;
+use read_model::ReadModel;
+use std::sync::Arc;
 
-/// What every query handler needs: the read database, the event log, and the
+/// What every query handler needs: the read model, the event log, and the
 /// usernames allowed to read the log.
 #[derive(Debug, Clone)]
 pub struct QueryService {
-    read: PgPool,
-    log: PgEventStore,
+    read: Arc<dyn ReadModel>,
+    log: Arc<dyn EventLog>,
     admins: Vec<String>,
 }
 
 impl QueryService {
-    /// A service reading `read` (the read-model database, schema `rm`) and `log`;
-    /// `admins` are the usernames of `CHAT_ADMINS`.
-    pub fn new(read: PgPool, log: PgEventStore, admins: Vec<String>) -> Self {
+    /// A service reading `read` (the live read model) and `log`; `admins`
+    /// are the usernames of `CHAT_ADMINS`.
+    pub fn new(read: Arc<dyn ReadModel>, log: Arc<dyn EventLog>, admins: Vec<String>) -> Self {
         Self { read, log, admins }
     }
 
-    /// The read-model database.
-    pub fn read_pool(&self) -> &PgPool {
-        &self.read
+    /// The read model.
+    pub fn read(&self) -> &dyn ReadModel {
+        self.read.as_ref()
     }
 
     /// The event log.
-    pub fn log(&self) -> &PgEventStore {
+    pub fn log(&self) -> &Arc<dyn EventLog> {
         &self.log
     }
 

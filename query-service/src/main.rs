@@ -22,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
         PgEventStore::new(log.clone()),
     )));
     let service = web::Data::new(QueryService::new(
-        read,
-        PgEventStore::new(log),
+        std::sync::Arc::new(read_model::PgReadModel::new(read)),
+        std::sync::Arc::new(PgEventStore::new(log)),
         settings.admins.clone(),
     ));
     let jwt = web::Data::new(jwt);

@@ -4,12 +4,14 @@
 //! and switch by renaming schemas in one transaction.
 
 mod port;
+mod postgres;
 mod sqlite;
 
 pub use port::{
     ChannelAccess, DirectoryRow, MemberRow, MessageRow, MyChannelRow, ReadModel, ReadTransaction,
     ReadWrites,
 };
+pub use postgres::{PgReadModel, PgReadWrites};
 pub use sqlite::{CheckpointRow, DeadLetter, SqliteReadModel};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -1150,9 +1150,14 @@ async fn project_everything(
         let (recorded, event) =
             projector::decode_delivery(&body, &schemas).expect("a valid delivery");
         let mut tx = read.pool.begin().await.expect("begin");
-        projector::apply_event(&mut tx, read_model::LIVE_SCHEMA, &store, &recorded, &event)
-            .await
-            .expect("applies");
+        projector::apply_event(
+            &mut read_model::PgReadWrites::new(&mut tx, read_model::LIVE_SCHEMA),
+            &store,
+            &recorded,
+            &event,
+        )
+        .await
+        .expect("applies");
         tx.commit().await.expect("commit");
     }
 }
@@ -1166,8 +1171,8 @@ async fn query_service_answers_validate_against_the_documented_responses() {
         domain::MessagePolicy::default(),
     ));
     let queries = web::Data::new(query_service::QueryService::new(
-        read.pool.clone(),
-        event_store::PgEventStore::new(log.pool.clone()),
+        std::sync::Arc::new(read_model::PgReadModel::new(read.pool.clone())),
+        std::sync::Arc::new(event_store::PgEventStore::new(log.pool.clone())),
         vec!["alice".to_owned()],
     ));
     // Both services on one app, as `chat up` mounts them.

@@ -17,8 +17,7 @@ async fn message_rows(p: &Pipeline) -> Vec<(i64, Option<String>, bool)> {
 async fn apply(p: &Pipeline, recorded: &RecordedEvent) -> Outcome {
     let mut tx = p.read.pool.begin().await.expect("begin");
     let outcome = apply_event(
-        &mut tx,
-        read_model::LIVE_SCHEMA,
+        &mut read_model::PgReadWrites::new(&mut tx, read_model::LIVE_SCHEMA),
         &p.store(),
         recorded,
         &decode(recorded),

@@ -82,9 +82,14 @@ async fn healing_a_gap_reads_only_the_gap_from_a_long_stream() {
         .expect("decodes")
     };
     let mut tx = read_db.pool.begin().await.expect("begin");
-    projector::apply_event(&mut tx, "rm", &writer, &head[0], &decode(&head[0]))
-        .await
-        .expect("creation applies");
+    projector::apply_event(
+        &mut read_model::PgReadWrites::new(&mut tx, "rm"),
+        &writer,
+        &head[0],
+        &decode(&head[0]),
+    )
+    .await
+    .expect("creation applies");
     tx.commit().await.expect("commit");
 
     // One session reads the log for the projector, so its statistics can be flushed.
@@ -109,9 +114,14 @@ async fn healing_a_gap_reads_only_the_gap_from_a_long_stream() {
     };
 
     let mut tx = read_db.pool.begin().await.expect("begin");
-    let outcome = projector::apply_event(&mut tx, "rm", &reader, &head[2], &decode(&head[2]))
-        .await
-        .expect("version 3 applies after healing version 2");
+    let outcome = projector::apply_event(
+        &mut read_model::PgReadWrites::new(&mut tx, "rm"),
+        &reader,
+        &head[2],
+        &decode(&head[2]),
+    )
+    .await
+    .expect("version 3 applies after healing version 2");
     tx.commit().await.expect("commit");
     assert!(
         matches!(outcome, projector::Outcome::Applied { healed: 1, .. }),

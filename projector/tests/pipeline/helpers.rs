@@ -74,8 +74,8 @@ impl Pipeline {
 
     pub fn start_projector_with(&mut self, tune: impl FnOnce(ProjectorConfig) -> ProjectorConfig) {
         let config = tune(ProjectorConfig::new(self.vhost.amqp_url.clone()));
-        let read = self.read.pool.clone();
-        let log = PgEventStore::new(self.log.pool.clone());
+        let read = std::sync::Arc::new(read_model::PgReadModel::new(self.read.pool.clone()));
+        let log = std::sync::Arc::new(PgEventStore::new(self.log.pool.clone()));
         let shutdown = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
             projector::run(read, log, config, shutdown)

@@ -483,9 +483,12 @@ async fn run_case(env: &Env, case: &Case) -> Result<(), TestCaseError> {
         match step {
             Step::Restart => {
                 projector.restart(env).await;
-                let loaded = projector::load_checkpoint(&projector.read, &env.log)
-                    .await
-                    .expect("checkpoint loads");
+                let loaded = projector::load_checkpoint(
+                    &read_model::PgReadModel::new(projector.read.clone()),
+                    &env.log,
+                )
+                .await
+                .expect("checkpoint loads");
                 prop_assert_eq!(
                     loaded,
                     model.checkpoint.unwrap_or(Cursor::START),
@@ -570,9 +573,13 @@ async fn deliver(
     let log = model.log;
     let items: Vec<(&RecordedEvent, &Event)> =
         batch.iter().map(|&i| (&log[i], &decoded[i])).collect();
-    let pending = projector::apply_deliveries(&projector.read, &env.log, &items)
-        .await
-        .map_err(|(index, e)| TestCaseError::fail(format!("the batch failed at {index:?}: {e}")))?;
+    let pending = projector::apply_deliveries(
+        &read_model::PgReadModel::new(projector.read.clone()),
+        &env.log,
+        &items,
+    )
+    .await
+    .map_err(|(index, e)| TestCaseError::fail(format!("the batch failed at {index:?}: {e}")))?;
     match fate {
         Fate::Crashed => {
             drop(pending);

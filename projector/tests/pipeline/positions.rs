@@ -5,6 +5,7 @@
 use domain::{ChannelCreated, ChannelId, ChannelKind, Event, MemberJoined, StoredEvent, UserId};
 use event_store::{ExpectedVersion, NewEvent, PgEventStore, RecordedEvent};
 use projector::{Outcome, apply_batch};
+use read_model::PgReadWrites;
 use std::time::Duration;
 use test_support::TestDb;
 
@@ -85,7 +86,7 @@ async fn overlapping_transactions_on_a_new_stream_apply_once_and_never_regress()
 
     // The first consumer applies versions 1..=3 and has not committed yet.
     let mut first = read_db.pool.begin().await.expect("begin");
-    apply_batch(&mut first, "rm", &log, &items)
+    apply_batch(&mut PgReadWrites::new(&mut first, "rm"), &log, &items)
         .await
         .expect("first applies");
 
@@ -98,7 +99,7 @@ async fn overlapping_transactions_on_a_new_stream_apply_once_and_never_regress()
             let items: Vec<(&RecordedEvent, &Event)> =
                 recorded.iter().zip(decoded.iter()).collect();
             let mut tx = read.begin().await.expect("begin");
-            let outcomes = apply_batch(&mut tx, "rm", &log, &items)
+            let outcomes = apply_batch(&mut PgReadWrites::new(&mut tx, "rm"), &log, &items)
                 .await
                 .expect("second applies");
             tx.commit().await.expect("commit");

@@ -7,6 +7,7 @@ use crate::access::readable_channel;
 use crate::{QueryError, QueryService};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use read_model::MemberRow;
 use serde::Serialize;
 use serde_json::json;
 use service_kit::{ApiError, AuthUser};
@@ -15,19 +16,8 @@ use uuid::Uuid;
 /// Most members listed in a channel's detail.
 const MEMBERS_SHOWN: i64 = 100;
 
-/// The first members in joining order; the user row may not be projected yet (NULLs then).
-const MEMBERS: &str = "
-SELECT m.user_id, u.username, u.display_name, m.role, m.joined_at
-FROM rm.members m
-LEFT JOIN rm.users u ON u.user_id = m.user_id
-WHERE m.channel_id = $1
-ORDER BY m.joined_at, m.user_id
-LIMIT $2";
-
-/// How many members (an index-only count on the members key).
-const MEMBER_COUNT: &str = "SELECT count(*) FROM rm.members WHERE channel_id = $1";
-
-#[derive(Serialize, sqlx::FromRow)]
+/// A member as clients see it; the user row may not be projected yet (no names then).
+#[derive(Serialize)]
 struct Member {
     user_id: Uuid,
     username: Option<String>,
@@ -36,22 +26,36 @@ struct Member {
     joined_at: DateTime<Utc>,
 }
 
+impl From<MemberRow> for Member {
+    fn from(m: MemberRow) -> Self {
+        Member {
+            user_id: m.user_id,
+            username: m.username,
+            display_name: m.display_name,
+            role: m.role,
+            joined_at: m.joined_at,
+        }
+    }
+}
+
 /// 200 `{channel_id, name, kind, max_members, owner_id, archived, created_at, last_seq, members, member_count}`.
 pub(super) async fn show(
     user: AuthUser,
     service: web::Data<QueryService>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let channel = readable_channel(service.read_pool(), &path, user.user_id).await?;
-    let members = sqlx::query_as::<_, Member>(MEMBERS)
-        .bind(channel.channel_id)
-        .bind(MEMBERS_SHOWN)
-        .fetch_all(service.read_pool())
+    let channel = readable_channel(service.read(), &path, user.user_id).await?;
+    let members: Vec<Member> = service
+        .read()
+        .members(channel.channel_id, MEMBERS_SHOWN)
         .await
-        .map_err(QueryError::ReadDb)?;
-    let member_count: i64 = sqlx::query_scalar(MEMBER_COUNT)
-        .bind(channel.channel_id)
-        .fetch_one(service.read_pool())
+        .map_err(QueryError::ReadDb)?
+        .into_iter()
+        .map(Member::from)
+        .collect();
+    let member_count = service
+        .read()
+        .member_count(channel.channel_id)
         .await
         .map_err(QueryError::ReadDb)?;
     Ok(HttpResponse::Ok().json(json!({

@@ -5,6 +5,7 @@
 use crate::{QueryError, QueryService, params};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use read_model::DirectoryRow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::{ApiError, AuthUser};
@@ -18,26 +19,26 @@ const MAX_LIMIT: i64 = 100;
 /// anything longer cannot match and is a mistake worth naming.
 const MAX_QUERY_CHARS: usize = 100;
 
-/// `$1` is a LIKE pattern whose wildcards were escaped with `\`, so `q` is
-/// matched as a literal; one row beyond the page tells whether more exist.
-/// The member count runs on the members key, once per listed channel.
-const DIRECTORY: &str = r"
-SELECT c.channel_id, c.name, c.created_at,
-       (SELECT count(*) FROM rm.members m WHERE m.channel_id = c.channel_id) AS member_count,
-       EXISTS (SELECT 1 FROM rm.members m WHERE m.channel_id = c.channel_id AND m.user_id = $2)
-           AS is_member
-FROM rm.channels c
-WHERE c.kind = 'public' AND NOT c.archived AND c.name ILIKE $1 ESCAPE '\'
-ORDER BY c.created_at DESC, c.channel_id DESC
-LIMIT $3";
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A directory entry as clients see it.
+#[derive(Debug, Serialize)]
 struct DirectoryEntry {
     channel_id: Uuid,
     name: String,
     created_at: DateTime<Utc>,
     member_count: i64,
     is_member: bool,
+}
+
+impl From<DirectoryRow> for DirectoryEntry {
+    fn from(d: DirectoryRow) -> Self {
+        DirectoryEntry {
+            channel_id: d.channel_id,
+            name: d.name,
+            created_at: d.created_at,
+            member_count: d.member_count,
+            is_member: d.is_member,
+        }
+    }
 }
 
 /// The query string of a directory request, as the route extracts it.
@@ -114,15 +115,16 @@ pub(super) async fn public_channels(
     query: web::Query<DirectoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let DirectorySearch { pattern, limit, .. } = query.search()?;
-    let mut channels = sqlx::query_as::<_, DirectoryEntry>(DIRECTORY)
-        .bind(pattern)
-        .bind(user.user_id)
-        .bind(limit + 1)
-        .fetch_all(service.read_pool())
+    // `pattern` matches `q` as a literal; one row beyond the page tells
+    // whether more exist.
+    let mut rows = service
+        .read()
+        .directory(&pattern, user.user_id, limit + 1)
         .await
         .map_err(QueryError::ReadDb)?;
-    let has_more = channels.len() as i64 > limit;
-    channels.truncate(limit as usize);
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let channels: Vec<DirectoryEntry> = rows.into_iter().map(DirectoryEntry::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "channels": channels, "has_more": has_more })))
 }
 

@@ -6,6 +6,7 @@ use crate::access::readable_channel;
 use crate::{QueryError, QueryService, params};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use read_model::MessageRow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::{ApiError, AuthUser};
@@ -17,7 +18,7 @@ pub(crate) const DEFAULT_LIMIT: i64 = 50;
 pub(crate) const MAX_LIMIT: i64 = 100;
 
 /// A message as clients see it; a deleted one is a tombstone with its seq.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub(super) struct MessageView {
     pub message_id: Uuid,
     pub seq: i64,
@@ -30,16 +31,20 @@ pub(super) struct MessageView {
     pub deleted: bool,
 }
 
-/// Newest first within the exclusive seq interval; one row beyond the page
-/// tells whether more exist. The range scan runs on the (channel_id, seq) key.
-const PAGE: &str = "
-SELECT message_id, seq, sender_id,
-       CASE WHEN deleted THEN NULL ELSE content END AS content,
-       message_type, created_at, edited_at, deleted
-FROM rm.messages
-WHERE channel_id = $1 AND seq > $2 AND seq < $3
-ORDER BY seq DESC
-LIMIT $4";
+impl From<MessageRow> for MessageView {
+    fn from(m: MessageRow) -> Self {
+        MessageView {
+            message_id: m.message_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            content: m.content,
+            message_type: m.message_type,
+            created_at: m.created_at,
+            edited_at: m.edited_at,
+            deleted: m.deleted,
+        }
+    }
+}
 
 /// The query string of a history request, as the route extracts it.
 #[derive(Debug, Deserialize)]
@@ -88,16 +93,15 @@ pub(super) async fn history(
         after,
         limit,
     } = query.page()?;
-    let channel = readable_channel(service.read_pool(), &path, user.user_id).await?;
-    let mut messages = sqlx::query_as::<_, MessageView>(PAGE)
-        .bind(channel.channel_id)
-        .bind(after)
-        .bind(before)
-        .bind(limit + 1)
-        .fetch_all(service.read_pool())
+    let channel = readable_channel(service.read(), &path, user.user_id).await?;
+    // One row beyond the page tells whether more exist.
+    let mut rows = service
+        .read()
+        .messages_between(channel.channel_id, after, before, limit + 1)
         .await
         .map_err(QueryError::ReadDb)?;
-    let has_more = messages.len() as i64 > limit;
-    messages.truncate(limit as usize);
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "messages": messages, "has_more": has_more })))
 }

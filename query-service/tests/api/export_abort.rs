@@ -41,8 +41,8 @@ async fn a_log_failure_mid_export_aborts_the_body() {
         .await
         .expect("export pool");
     let service = web::Data::new(QueryService::new(
-        app.read.pool.clone(),
-        PgEventStore::new(export_pool.clone()),
+        std::sync::Arc::new(read_model::PgReadModel::new(app.read.pool.clone())),
+        std::sync::Arc::new(PgEventStore::new(export_pool.clone())),
         vec![ADMIN.to_owned()],
     ));
     let server = HttpServer::new(move || {

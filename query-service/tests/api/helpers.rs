@@ -56,8 +56,8 @@ pub async fn spawn()
     let log = TestDb::new_event_log().await;
     let read = TestDb::new_read_model().await;
     let service = web::Data::new(QueryService::new(
-        read.pool.clone(),
-        PgEventStore::new(log.pool.clone()),
+        std::sync::Arc::new(read_model::PgReadModel::new(read.pool.clone())),
+        std::sync::Arc::new(PgEventStore::new(log.pool.clone())),
         vec![ADMIN.to_owned()],
     ));
     let app = test::init_service(
