@@ -4,9 +4,9 @@
 
 use crate::CommandError;
 use domain::{Channel, Event, StoredEvent};
-use event_store::{PgEventStore, RecordedEvent, Snapshot};
+use event_store::{EventLog, RecordedEvent, Snapshot};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Events between snapshots: bounds the tail a cold load replays.
 const SNAPSHOT_EVERY: u64 = 100;
@@ -24,7 +24,7 @@ pub struct Loaded {
 
 /// Channel state by stream, cached.
 pub struct ChannelRepository {
-    store: PgEventStore,
+    store: Arc<dyn EventLog>,
     cache: Mutex<HashMap<String, Loaded>>,
 }
 
@@ -32,7 +32,7 @@ pub struct ChannelRepository {
 const LOAD_PAGE: i64 = 1000;
 
 impl ChannelRepository {
-    pub fn new(store: PgEventStore) -> Self {
+    pub fn new(store: Arc<dyn EventLog>) -> Self {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
@@ -44,7 +44,7 @@ impl ChannelRepository {
         let cached = self.cache.lock().ok().and_then(|c| c.get(stream).cloned());
         let mut loaded = match cached {
             Some(hit) => hit,
-            None => self.from_snapshot(stream).await?,
+            None => self.load_from_snapshot(stream).await?,
         };
         let before = loaded.version;
         // In pages: a channel with no usable snapshot (a new snapshot format,
@@ -100,7 +100,7 @@ impl ChannelRepository {
         }
     }
 
-    async fn from_snapshot(&self, stream: &str) -> Result<Loaded, CommandError> {
+    async fn load_from_snapshot(&self, stream: &str) -> Result<Loaded, CommandError> {
         let Some(snapshot) = self.store.load_snapshot(stream).await? else {
             return Ok(Loaded::default());
         };

@@ -9,10 +9,11 @@ use domain::{
     Channel, ChannelCommand, ChannelId, MessageFacts, MessageId, MessagePolicy, UserId,
     channel_stream,
 };
-use event_store::{AppendError, ExpectedVersion, NewEvent, PgEventStore, RecordedEvent};
+use event_store::{Accounts, AppendError, EventLog, ExpectedVersion, NewEvent, RecordedEvent};
 use rand::Rng;
 use serde_json::json;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -85,21 +86,27 @@ impl Executed {
     }
 }
 
-/// The command side's state: the log, the channel cache and the rules.
+/// The command side's state: the log, the accounts beside it, the channel
+/// cache and the rules.
 pub struct CommandService {
-    pub(crate) store: PgEventStore,
+    pub(crate) store: Arc<dyn EventLog>,
+    pub(crate) accounts: Arc<dyn Accounts>,
     pub(crate) channels: ChannelRepository,
     pub(crate) policy: MessagePolicy,
     stripes: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
-    limiter: Option<std::sync::Arc<dyn live_state::Throttle>>,
+    limiter: Option<Arc<dyn live_state::Throttle>>,
 }
 
 impl CommandService {
-    pub fn new(store: PgEventStore, policy: MessagePolicy) -> Self {
+    /// The command side on `store`, which holds both the log and the
+    /// credentials beside it (registration writes both at once).
+    pub fn new(store: impl EventLog + Accounts + 'static, policy: MessagePolicy) -> Self {
+        let store = Arc::new(store);
         Self {
             channels: ChannelRepository::new(store.clone()),
-            store,
+            store: store.clone(),
+            accounts: store,
             policy,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             hasher: RandomState::new(),
@@ -109,11 +116,12 @@ impl CommandService {
 
     /// Limits message sends per user with `limiter` (shared by every instance).
     pub fn with_rate_limiter(mut self, limiter: impl live_state::Throttle + 'static) -> Self {
-        self.limiter = Some(std::sync::Arc::new(limiter));
+        self.limiter = Some(Arc::new(limiter));
         self
     }
 
-    pub fn store(&self) -> &PgEventStore {
+    /// The event log commands append to.
+    pub fn store(&self) -> &Arc<dyn EventLog> {
         &self.store
     }
 

@@ -1,5 +1,5 @@
-//! Registration and login. The user's events go to the log; the password hash
-//! goes to `user_credentials` in the same transaction, after the event insert.
+//! Registration and login. The user's events go to the log and the password
+//! hash to the credentials beside it, both or neither ([`event_store::Accounts`]).
 //!
 //! Before any database or hash: the text rules (DESIGN.md §6), the username,
 //! display name and password rules, then the throttle per client address and
@@ -14,7 +14,7 @@ use crate::executor::{CommandService, Executed, to_new_events};
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth::{JwtConfig, PasswordError};
 use domain::{RegisterUser, User, UserId, user_stream};
-use event_store::{AppendError, ExpectedVersion};
+use event_store::{AppendError, Credentials, ExpectedVersion, RegisterError};
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::{ApiError, AuthUser, RequestId};
@@ -71,20 +71,23 @@ pub(super) async fn register(
         .await
         .map_err(|e| password_refused(&gate, e))?;
 
-    let store = service.store();
-    let mut tx = store.pool().begin().await.map_err(CommandError::Store)?;
-    let appended = store
-        .append_in(
-            &mut tx,
+    let credentials = Credentials {
+        user_id: user_id.0,
+        username: body.username,
+        password_hash: hash,
+    };
+    let registered = service
+        .accounts
+        .register(
             &user_stream(user_id),
             ExpectedVersion::NoStream,
             &to_new_events(&events, &ctx),
+            &credentials,
         )
         .await;
-    match appended {
+    match registered {
         Ok(_) => {}
-        Err(AppendError::DuplicateIdempotencyKey(_)) => {
-            drop(tx);
+        Err(RegisterError::Append(AppendError::DuplicateIdempotencyKey(_))) => {
             return match service.replay(&ctx, "UserRegistered").await? {
                 Some(Executed::Replayed { first, .. }) => {
                     Ok(HttpResponse::Created()
@@ -93,29 +96,14 @@ pub(super) async fn register(
                 _ => Err(CommandError::Contention.into()),
             };
         }
-        Err(AppendError::Database(e)) => return Err(CommandError::Store(e).into()),
-        Err(e) => return Err(ApiError::internal(&e).into()),
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO user_credentials (user_id, username, password_hash) VALUES ($1, $2, $3)",
-    )
-    .bind(user_id.0)
-    .bind(&body.username)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(e)
-            if e.as_database_error()
-                .is_some_and(|d| d.is_unique_violation()) =>
-        {
+        Err(RegisterError::UsernameTaken(_)) => {
             return Err(ApiError::conflict("username_taken", "this username is taken").into());
         }
-        Err(e) => return Err(CommandError::Store(e).into()),
+        Err(RegisterError::Append(AppendError::Database(e)) | RegisterError::Database(e)) => {
+            return Err(CommandError::Store(e).into());
+        }
+        Err(e @ RegisterError::Append(_)) => return Err(ApiError::internal(&e).into()),
     }
-    tx.commit().await.map_err(CommandError::Store)?;
-    store.committed();
     tracing::info!(user_id = %user_id, "user registered");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/users/{user_id}")))
@@ -149,15 +137,14 @@ pub(super) async fn issue_token(
     }
     gate.admit(Attempt::Login, &body.username, peer(&req))
         .await?;
-    let row: Option<(Uuid, String, String)> =
-        sqlx::query_as("SELECT user_id, username, password_hash FROM user_credentials WHERE lower(username) = lower($1)")
-            .bind(&body.username)
-            .fetch_optional(service.store().pool())
-            .await
-            .map_err(CommandError::Store)?;
+    let found = service
+        .accounts
+        .credentials_of(&body.username)
+        .await
+        .map_err(CommandError::Store)?;
     // An unknown user is checked against a decoy: the same time, never a match.
-    let (user_id, username, stored) = match row {
-        Some((id, name, hash)) => (id, name, Some(hash)),
+    let (user_id, username, stored) = match found {
+        Some(c) => (c.user_id, c.username, Some(c.password_hash)),
         None => (Uuid::nil(), String::new(), None),
     };
     let matches = gate
