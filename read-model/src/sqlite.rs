@@ -312,15 +312,15 @@ fn attach(
 /// Creates the tables of `schema` (idempotent), in WAL mode.
 async fn create_tables(writer: &SqlitePool, schema: &str) -> Result<(), sqlx::Error> {
     let s = quote_ident(schema);
-    let mut conn = writer.acquire().await?;
     // WAL is kept in the file; switching needs no other connection on it.
     sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.journal_mode = WAL")))
-        .execute(&mut *conn)
+        .execute(writer)
         .await?;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql(AssertSqlSafe(ddl(&s)))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// The tables of PostgreSQL's `ddl()` in SQLite's types: uuids as 16-byte
@@ -329,7 +329,6 @@ async fn create_tables(writer: &SqlitePool, schema: &str) -> Result<(), sqlx::Er
 fn ddl(s: &str) -> String {
     format!(
         r#"
-BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS {s}.users (
     user_id       BLOB PRIMARY KEY NOT NULL,
     username      TEXT NOT NULL,
@@ -403,7 +402,6 @@ CREATE TABLE IF NOT EXISTS {s}.dead_letters (
     reason         TEXT NOT NULL,
     failed_at      TEXT NOT NULL
 ) STRICT;
-COMMIT;
 "#
     )
 }

@@ -1072,6 +1072,14 @@ async fn a_dropped_transaction_leaves_nothing(rm: Arc<dyn ReadModel>) {
         )
         .await
         .expect("checkpoint");
+        // Readers neither see the open transaction nor wait for it.
+        let seen = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            snapshot(&*rm, channel, &[owner, member]),
+        )
+        .await
+        .expect("reads do not wait for the writer");
+        assert_eq!(seen, before);
         // Dropped here, uncommitted.
     }
     assert_eq!(snapshot(&*rm, channel, &[owner, member]).await, before);
