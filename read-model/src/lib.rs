@@ -18,6 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The checkpoint name of the live projection.
+pub const LIVE_PROJECTION: &str = "live";
+
 /// The schema queries read and the live projector writes.
 pub const LIVE_SCHEMA: &str = "rm";
 

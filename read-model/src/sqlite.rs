@@ -183,30 +183,37 @@ impl SqliteReadModel {
         Ok(true)
     }
 
-    /// Records an event the projector gave up on (`body_json`: its envelope).
-    pub async fn dead_letter(
-        &self,
-        body_json: &str,
-        event_id: Uuid,
-        stream_id: &str,
-        stream_version: u64,
-        event_type: &str,
-        reason: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Stores an event the live projector gives up on, with why, and moves
+    /// the live checkpoint past it, in one transaction: the projector never
+    /// reads it again, and a second call for the same event (after a crash
+    /// between the two) stores nothing more.
+    pub async fn dead_letter(&self, recorded: &RecordedEvent, reason: &str) -> Result<(), sqlx::Error> {
+        let body = serde_json::to_string(recorded).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = SqliteTransaction {
+            tx,
+            s: quote_ident(LIVE_SCHEMA),
+        };
         sqlx::query(
             "INSERT INTO rm.dead_letters (event_id, stream_id, stream_version, event_type, body, reason, failed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
         )
-        .bind(event_id)
-        .bind(stream_id)
-        .bind(to_i64(stream_version))
-        .bind(event_type)
-        .bind(body_json)
+        .bind(recorded.event_id)
+        .bind(&recorded.stream_id)
+        .bind(to_i64(recorded.stream_version))
+        .bind(&recorded.event_type)
+        .bind(body)
         .bind(reason)
         .bind(stamp(Utc::now()))
-        .execute(&self.writer)
+        .execute(&mut *tx.tx)
         .await?;
-        Ok(())
+        tx.save_checkpoint(
+            crate::LIVE_PROJECTION,
+            Some(recorded.cursor()),
+            recorded.recorded_at,
+        )
+        .await?;
+        tx.tx.commit().await
     }
 
     /// The oldest `limit` dead letters.
@@ -402,6 +409,7 @@ CREATE TABLE IF NOT EXISTS {s}.dead_letters (
     reason         TEXT NOT NULL,
     failed_at      TEXT NOT NULL
 ) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS {s}.dead_letters_event_id ON dead_letters (event_id);
 "#
     )
 }
