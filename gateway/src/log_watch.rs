@@ -14,7 +14,7 @@
 use crate::Gateway;
 use crate::commands::{Announced, live_frame};
 use crate::frames::{ServerFrame, UnsubscribeReason};
-use event_store::{Cursor, LogFilter};
+use event_store::LogFilter;
 use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -44,7 +44,8 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
             _ = shutdown.changed() => return,
         }
         let Some(after) = cursor else {
-            match head(gateway.commands.store().pool()).await {
+            // Removals before the gateway started concern no subscription of it.
+            match gateway.commands.store().head().await {
                 Ok(head) => cursor = Some(head),
                 Err(e) => {
                     tracing::warn!(error = %e, "log watch cannot read the log; retrying")
@@ -97,27 +98,6 @@ pub(crate) async fn watch(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<b
     }
 }
 
-/// The log's last visible position: removals before the gateway started
-/// concern no subscription of it. Ordered by the column: the selected text,
-/// named `transaction_id` too, would order 9999 after 10000.
-async fn head(log: &sqlx::PgPool) -> Result<Cursor, sqlx::Error> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text, global_position FROM events \
-         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
-    )
-    .fetch_optional(log)
-    .await?;
-    Ok(row
-        .and_then(|(xid, position)| {
-            Some(Cursor {
-                transaction_id: xid.parse().ok()?,
-                global_position: position,
-            })
-        })
-        .unwrap_or(Cursor::START))
-}
-
 /// Ends `user`'s subscriptions to `channel` authorized before `version` of
 /// its stream, telling each socket why.
 pub(crate) fn end_subscriptions(
@@ -141,40 +121,5 @@ pub(crate) fn end_subscriptions(
                 tracing::warn!(error = %e, "presence leave failed");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The head is the latest in commit order, as numbers: at a digit
-    /// boundary the text order took 9999 for later than 10000 (the same
-    /// slip as the projector's checkpoint cursor, found by its model test).
-    #[tokio::test]
-    async fn the_head_is_numeric_across_a_digit_boundary() {
-        let db = test_support::TestDb::new_event_log().await;
-        let boundary = test_support::settled_digit_boundary(&db.pool, 5).await;
-        let mut last = 0;
-        for (i, xid) in [boundary, boundary - 1].into_iter().enumerate() {
-            last = sqlx::query_scalar(
-                "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, data) \
-                 VALUES ($1::text::xid8, $2, 1, $3, 'MessageSent', 1, '{}') RETURNING global_position",
-            )
-            .bind(xid.to_string())
-            .bind(format!("s-{i}"))
-            .bind(Uuid::new_v4())
-            .fetch_one(&db.pool)
-            .await
-            .expect("insert");
-        }
-        let head = head(&db.pool).await.expect("head");
-        assert_eq!(
-            head,
-            Cursor {
-                transaction_id: boundary,
-                global_position: last - 1,
-            }
-        );
     }
 }
