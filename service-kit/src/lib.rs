@@ -3,6 +3,7 @@
 //! (bearer auth with the registered-user check, JSON bodies, request ids),
 //! tracing and Prometheus metrics.
 
+mod data_dir;
 mod error;
 mod extract;
 mod fallback;
@@ -14,6 +15,7 @@ mod settings;
 mod slow_clients;
 mod telemetry;
 
+pub use data_dir::{DataDir, DataDirError};
 pub use error::ApiError;
 pub use extract::{AuthUser, RequestId, configure_extractors};
 pub use fallback::{HEALTH_ROUTES, KnownRoutes, METRICS_ROUTES};
