@@ -19,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "postgres://postgres@localhost:5432/chat_demo".into());
     let pool = event_store::connect(&url, 4).await?;
     let store = PgEventStore::new(pool.clone());
-    let commands = CommandService::new(store.clone(), MessagePolicy::default());
+    let commands =
+        CommandService::new(std::sync::Arc::new(store.clone()), MessagePolicy::default());
     let [ann, bob, cat] = [
         register(&store, "ann").await?,
         register(&store, "bob").await?,

@@ -63,7 +63,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         settings.send_burst,
     );
     let commands = Arc::new(
-        CommandService::new(PgEventStore::new(log.clone()), policy).with_rate_limiter(limiter),
+        CommandService::new(Arc::new(PgEventStore::new(log.clone())), policy)
+            .with_rate_limiter(limiter),
     );
     // Only the API that registers and logs in hashes passwords: a gateway
     // alone holds no hash pool (two threads with 19 MiB buffers each).

@@ -101,8 +101,7 @@ pub struct CommandService {
 impl CommandService {
     /// The command side on `store`, which holds both the log and the
     /// credentials beside it (registration writes both at once).
-    pub fn new(store: impl EventLog + Accounts + 'static, policy: MessagePolicy) -> Self {
-        let store = Arc::new(store);
+    pub fn new<S: EventLog + Accounts + 'static>(store: Arc<S>, policy: MessagePolicy) -> Self {
         Self {
             channels: ChannelRepository::new(store.clone()),
             store: store.clone(),

@@ -28,12 +28,9 @@ async fn main() -> anyhow::Result<()> {
     )?);
     let limiter =
         redis_store::RateLimiter::new(redis, settings.send_rate_per_sec, settings.send_burst);
-    let known_users = web::Data::new(service_kit::KnownUsers::in_log(std::sync::Arc::new(
-        PgEventStore::new(pool.clone()),
-    )));
-    let service = web::Data::new(
-        CommandService::new(PgEventStore::new(pool), policy).with_rate_limiter(limiter),
-    );
+    let store = std::sync::Arc::new(PgEventStore::new(pool));
+    let known_users = web::Data::new(service_kit::KnownUsers::in_log(store.clone()));
+    let service = web::Data::new(CommandService::new(store, policy).with_rate_limiter(limiter));
     let jwt = web::Data::new(jwt);
     let max_body = settings.max_body_bytes;
     let timeouts = settings.client_timeouts;

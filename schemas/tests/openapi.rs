@@ -772,7 +772,7 @@ macro_rules! roundtrip {
 async fn command_service_answers_validate_against_the_documented_responses() {
     let db = test_support::TestDb::new_event_log().await;
     let service = web::Data::new(command_service::CommandService::new(
-        event_store::PgEventStore::new(db.pool.clone()),
+        std::sync::Arc::new(event_store::PgEventStore::new(db.pool.clone())),
         domain::MessagePolicy::new(4000, ["darn"]),
     ));
     let app = test::init_service(
@@ -1167,7 +1167,7 @@ async fn query_service_answers_validate_against_the_documented_responses() {
     let log = test_support::TestDb::new_event_log().await;
     let read = test_support::TestDb::new_read_model().await;
     let commands = web::Data::new(command_service::CommandService::new(
-        event_store::PgEventStore::new(log.pool.clone()),
+        std::sync::Arc::new(event_store::PgEventStore::new(log.pool.clone())),
         domain::MessagePolicy::default(),
     ));
     let queries = web::Data::new(query_service::QueryService::new(

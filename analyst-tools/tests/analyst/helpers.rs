@@ -24,7 +24,10 @@ impl Log {
     pub async fn new() -> Log {
         let db = TestDb::new_event_log().await;
         let store = PgEventStore::new(db.pool.clone());
-        let commands = Arc::new(CommandService::new(store.clone(), MessagePolicy::default()));
+        let commands = Arc::new(CommandService::new(
+            Arc::new(store.clone()),
+            MessagePolicy::default(),
+        ));
         Log {
             db,
             store,

@@ -40,11 +40,11 @@ async fn two_instances_racing_on_one_channel_lose_nothing() {
     let (owner_id, owner) = app.user("owner").await;
     let channel = app.channel(&owner, "public").await;
     let a = CommandService::new(
-        PgEventStore::new(app.db.pool.clone()),
+        std::sync::Arc::new(PgEventStore::new(app.db.pool.clone())),
         MessagePolicy::default(),
     );
     let b = CommandService::new(
-        PgEventStore::new(app.db.pool.clone()),
+        std::sync::Arc::new(PgEventStore::new(app.db.pool.clone())),
         MessagePolicy::default(),
     );
     let runs = (0..40).map(|i| {

@@ -37,7 +37,7 @@ pub async fn spawn_with(
     let db = TestDb::new_event_log().await;
     let policy = MessagePolicy::new(4000, ["darn"]);
     let service = web::Data::new(CommandService::new(
-        PgEventStore::new(db.pool.clone()),
+        std::sync::Arc::new(PgEventStore::new(db.pool.clone())),
         policy,
     ));
     let gate = web::Data::new(gate);

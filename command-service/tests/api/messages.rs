@@ -242,7 +242,7 @@ async fn long_channels_load_from_a_snapshot() {
     assert_eq!(snapshot_version, 200);
 
     let cold = CommandService::new(
-        PgEventStore::new(app.db.pool.clone()),
+        std::sync::Arc::new(PgEventStore::new(app.db.pool.clone())),
         MessagePolicy::default(),
     );
     let tail = cold
@@ -329,7 +329,7 @@ async fn a_long_channel_without_a_usable_snapshot_is_folded_in_pages() {
         .expect("no snapshot");
 
     let cold = CommandService::new(
-        PgEventStore::new(app.db.pool.clone()),
+        std::sync::Arc::new(PgEventStore::new(app.db.pool.clone())),
         MessagePolicy::default(),
     );
     let executed = send_as(&cold, poster, channel, "after 2500").await;

@@ -59,7 +59,7 @@ impl Stack {
             .expect("redis");
         let commands = Arc::new(
             CommandService::new(
-                PgEventStore::new(log.pool.clone()),
+                Arc::new(PgEventStore::new(log.pool.clone())),
                 MessagePolicy::default(),
             )
             .with_rate_limiter(RateLimiter::new(redis.clone(), rate, burst)),

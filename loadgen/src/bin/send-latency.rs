@@ -30,14 +30,16 @@ async fn main() -> anyhow::Result<()> {
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for prior in [100u64, 100_000] {
         let channel = seed_channel(&store, owner, prior).await?;
-        let warm = CommandService::new(store.clone(), MessagePolicy::default());
+        let warm =
+            CommandService::new(std::sync::Arc::new(store.clone()), MessagePolicy::default());
         let mut warm_samples = Vec::with_capacity(samples);
         for _ in 0..samples {
             warm_samples.push(timed_send(&warm, channel, owner).await?);
         }
         let mut cold_samples = Vec::with_capacity(samples);
         for _ in 0..samples {
-            let cold = CommandService::new(store.clone(), MessagePolicy::default());
+            let cold =
+                CommandService::new(std::sync::Arc::new(store.clone()), MessagePolicy::default());
             cold_samples.push(timed_send(&cold, channel, owner).await?);
         }
         for (label, taken) in [("warm", warm_samples), ("cold", cold_samples)] {

@@ -34,7 +34,7 @@ impl Pipeline {
         let read = TestDb::new_read_model().await;
         let vhost = TestVhost::new();
         let commands = CommandService::new(
-            PgEventStore::new(log.pool.clone()),
+            std::sync::Arc::new(PgEventStore::new(log.pool.clone())),
             MessagePolicy::default(),
         );
         let (stop, _) = watch::channel(false);
