@@ -9,7 +9,7 @@ use crate::log::{self, LogQuery};
 use domain::{Event, StoredEvent};
 use event_store::{PgEventStore, RecordedEvent};
 use futures_util::TryStreamExt;
-use read_model::LIVE_SCHEMA;
+use read_model::{LIVE_SCHEMA, PgReadWrites};
 use sqlx::PgPool;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use tokio::sync::mpsc;
@@ -79,6 +79,7 @@ async fn apply_batch(
     events: &[&RecordedEvent],
 ) -> Result<(), AnalystError> {
     let mut tx = pool.begin().await.map_err(AnalystError::Target)?;
+    let mut writes = PgReadWrites::new(&mut tx, LIVE_SCHEMA);
     for recorded in events {
         let stored = StoredEvent {
             event_type: recorded.event_type.clone(),
@@ -90,7 +91,7 @@ async fn apply_batch(
             cursor: recorded.cursor().to_string(),
             reason: e.to_string(),
         })?;
-        projector::apply_event(&mut tx, LIVE_SCHEMA, store, recorded, &event)
+        projector::apply_event(&mut writes, store, recorded, &event)
             .await
             .map_err(|source| AnalystError::Apply {
                 cursor: recorded.cursor().to_string(),

@@ -53,6 +53,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let jwt = web::Data::new(services::jwt(&settings, role == Role::Everything)?);
     let log = services::event_log(&settings).await?;
     let read = services::read_model(&settings).await?;
+    let read_model: Arc<dyn read_model::ReadModel> =
+        Arc::new(read_model::PgReadModel::new(read.clone()));
     let redis = services::redis(&settings).await?;
     services::broker(&settings).await?;
 
@@ -90,8 +92,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone())
             .with_notifications(redis_store::Presence::new(redis.clone()));
         let (read2, log2, shutdown2) = (
-            read.clone(),
-            PgEventStore::new(log.clone()),
+            read_model.clone(),
+            Arc::new(PgEventStore::new(log.clone())),
             shutdown.clone(),
         );
         workers.push(tokio::spawn(async move {
@@ -119,7 +121,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     };
     let gateway = Gateway::new(
         gateway_config,
-        read.clone(),
+        read_model.clone(),
         commands.clone(),
         redis.clone(),
     );
@@ -128,8 +130,8 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     let readiness = readiness(&log, &read, &redis, &gateway);
     let commands = web::Data::from(commands);
     let queries = web::Data::new(QueryService::new(
-        read.clone(),
-        PgEventStore::new(log.clone()),
+        read_model,
+        Arc::new(PgEventStore::new(log.clone())),
         settings.admins.clone(),
     ));
     let gateway = web::Data::new(gateway);

@@ -3,7 +3,7 @@
 use crate::frames::ServerFrame;
 use crate::hub::Live;
 use futures_util::future::BoxFuture;
-use sqlx::PgPool;
+use read_model::ReadModel;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -41,20 +41,13 @@ pub(crate) trait HistorySource: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<Row>, sqlx::Error>>;
 }
 
-/// The read model's tables.
+/// The read model, through its port.
 #[derive(Debug)]
-struct ReadModel(PgPool);
+struct Port(Arc<dyn ReadModel>);
 
-impl HistorySource for ReadModel {
+impl HistorySource for Port {
     fn last_seq(&self, channel: Uuid) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
-        Box::pin(async move {
-            let last: Option<i64> =
-                sqlx::query_scalar("SELECT last_seq FROM rm.channels WHERE channel_id = $1")
-                    .bind(channel)
-                    .fetch_optional(&self.0)
-                    .await?;
-            Ok(last.unwrap_or(0).max(0) as u64)
-        })
+        self.0.last_seq(channel)
     }
 
     fn rows_after(
@@ -64,15 +57,21 @@ impl HistorySource for ReadModel {
         limit: i64,
     ) -> BoxFuture<'_, Result<Vec<Row>, sqlx::Error>> {
         Box::pin(async move {
-            sqlx::query_as(
-                "SELECT seq, message_id, sender_id, content, message_type, created_at, deleted FROM rm.messages \
-                 WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(channel)
-            .bind(after as i64)
-            .bind(limit)
-            .fetch_all(&self.0)
-            .await
+            let rows = self.0.messages_after(channel, after as i64, limit).await?;
+            Ok(rows
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.seq,
+                        m.message_id,
+                        m.sender_id,
+                        m.content,
+                        m.message_type,
+                        m.created_at,
+                        m.deleted,
+                    )
+                })
+                .collect())
         })
     }
 }
@@ -85,8 +84,8 @@ pub struct History {
 }
 
 impl History {
-    pub fn new(read: PgPool) -> Self {
-        Self::from_source(Arc::new(ReadModel(read)))
+    pub fn new(read: Arc<dyn ReadModel>) -> Self {
+        Self::from_source(Arc::new(Port(read)))
     }
 
     pub(crate) fn from_source(source: Arc<dyn HistorySource>) -> Self {

@@ -28,7 +28,7 @@ use history::History;
 use hub::Hub;
 use live_state::{PresenceStore, SocketLimit};
 use redis_store::{Presence, RedisStore, SocketSlots};
-use sqlx::PgPool;
+use read_model::ReadModel;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -107,7 +107,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: GatewayConfig,
-        read: PgPool,
+        read: Arc<dyn ReadModel>,
         commands: Arc<CommandService>,
         redis: RedisStore,
     ) -> Arc<Self> {

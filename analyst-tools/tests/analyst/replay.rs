@@ -51,6 +51,7 @@ async fn live_model(log: &Log, condition: &str) -> TestDb {
     .await
     .expect("wanted");
     let mut tx = read.pool.begin().await.expect("begin");
+    let mut writes = read_model::PgReadWrites::new(&mut tx, "rm");
     for recorded in events.iter().filter(|e| wanted.contains(&e.event_id)) {
         let event = Event::from_stored(&StoredEvent {
             event_type: recorded.event_type.clone(),
@@ -58,7 +59,7 @@ async fn live_model(log: &Log, condition: &str) -> TestDb {
             data: recorded.data.clone(),
         })
         .expect("decodes");
-        projector::apply_event(&mut tx, "rm", &log.store, recorded, &event)
+        projector::apply_event(&mut writes, &log.store, recorded, &event)
             .await
             .expect("applies");
     }

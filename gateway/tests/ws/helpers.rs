@@ -71,8 +71,8 @@ impl Stack {
         };
         tokio::spawn(relay::run(log.pool.clone(), config, shutdown.clone()));
         let (read_pool, log_store, amqp) = (
-            read.pool.clone(),
-            PgEventStore::new(log.pool.clone()),
+            Arc::new(read_model::PgReadModel::new(read.pool.clone())),
+            Arc::new(PgEventStore::new(log.pool.clone())),
             vhost.amqp_url.clone(),
         );
         tokio::spawn(async move {
@@ -101,7 +101,7 @@ impl Stack {
         tune(&mut config);
         let gateway = Gateway::new(
             config,
-            self.read.pool.clone(),
+            Arc::new(read_model::PgReadModel::new(self.read.pool.clone())),
             self.commands.clone(),
             self.redis.clone(),
         );

@@ -10,7 +10,7 @@
 
 use super::{Build, Projection, RebuildError, source};
 use event_store::PgEventStore;
-use read_model::quote_ident;
+use read_model::{PgReadWrites, quote_ident};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Instant;
 
@@ -167,6 +167,7 @@ async fn reconcile(
     )))
     .fetch_all(&mut *tx)
     .await?;
+    let mut writes = PgReadWrites::new(tx, build.projection.rebuild_schema);
     for (stream, live_version, ours) in behind {
         let tail_error = |reason: String| RebuildError::Tail {
             stream: stream.clone(),
@@ -187,7 +188,7 @@ async fn reconcile(
             };
             let event =
                 domain::Event::from_stored(&stored).map_err(|e| tail_error(e.to_string()))?;
-            projector::apply_event(tx, build.projection.rebuild_schema, log, recorded, &event)
+            projector::apply_event(&mut writes, log, recorded, &event)
                 .await
                 .map_err(|e| tail_error(e.to_string()))?;
             build

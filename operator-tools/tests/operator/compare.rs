@@ -95,7 +95,14 @@ pub async fn reference_fold(log: &PgEventStore, read: &PgPool, schema: &str) {
                 continue;
             };
             let mut tx = read.begin().await.expect("begin");
-            match projector::apply_event(&mut tx, schema, log, recorded, &event).await {
+            match projector::apply_event(
+                &mut read_model::PgReadWrites::new(&mut tx, schema),
+                log,
+                recorded,
+                &event,
+            )
+            .await
+            {
                 Ok(_) => tx.commit().await.expect("commit"),
                 Err(_) => tx.rollback().await.expect("rollback"),
             }

@@ -72,7 +72,10 @@ impl Pipeline {
 
     pub fn start_projector(&mut self) {
         let config = ProjectorConfig::new(self.vhost.amqp_url.clone());
-        let (read, log) = (self.read.pool.clone(), self.store());
+        let (read, log) = (
+            std::sync::Arc::new(read_model::PgReadModel::new(self.read.pool.clone())),
+            std::sync::Arc::new(self.store()),
+        );
         let shutdown = self.stop_projector.subscribe();
         self.tasks.push(tokio::spawn(async move {
             projector::run(read, log, config, shutdown)
