@@ -156,6 +156,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "read-model queries for replays and gap repairs",
     ),
     (
+        "ws_feed_lagged_announcements_total",
+        "announcements a gateway lost by falling behind the in-process bus (repaired from the read model)",
+    ),
+    (
+        "local_bus_announcements_total",
+        "announcements published on the embedded backend's in-process bus",
+    ),
+    (
         "ws_resyncs_total",
         "subscriptions too far behind to replay (recovered: false)",
     ),
