@@ -3,6 +3,7 @@
 //! exit code is 0 on success and non-zero with one clear line on failure.
 
 mod connections;
+mod embedded;
 mod services;
 mod tls;
 mod up;

@@ -1,17 +1,20 @@
 //! `chat up` and `chat gateway`: the services hosted in one actix server on
-//! one port, with the relay and projector as background tasks.
+//! one port, with the relay and projector as background tasks, on the
+//! backend DESIGN §9 selects (`embedded` or `services`).
 
-use crate::services;
+use crate::embedded::Embedded;
+use crate::services::Services;
 use crate::tls::{self, TlsFiles};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use command_service::CommandService;
 use domain::MessagePolicy;
-use event_store::PgEventStore;
-use futures_util::FutureExt;
+use event_store::EventLog;
 use gateway::{Gateway, GatewayConfig};
+use live_state::Throttle;
 use query_service::QueryService;
-use service_kit::{Readiness, Settings};
+use read_model::ReadModel;
+use service_kit::{Backend, BackendChoice, Settings};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -25,6 +28,11 @@ pub struct UpArgs {
     /// that runs the `projector` binary on its own beside it.
     #[arg(long)]
     pub no_projector: bool,
+    /// embedded (SQLite files under CHAT_DATA_DIR, nothing to install) or
+    /// services (PostgreSQL, RabbitMQ, Redis); overrides CHAT_BACKEND. The
+    /// default is services as soon as a service URL is set, else embedded.
+    #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+    pub backend: Option<Backend>,
     /// PEM certificate chain: with --tls-key, serve HTTPS and WSS (rustls)
     /// instead of plain HTTP and WS.
     #[arg(long, env = "CHAT_TLS_CERT", value_name = "PEM")]
@@ -34,6 +42,10 @@ pub struct UpArgs {
     pub tls_key: Option<std::path::PathBuf>,
 }
 
+fn parse_backend(value: &str) -> Result<Backend, String> {
+    value.parse().map_err(|e: &str| e.to_owned())
+}
+
 /// What this process hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -41,67 +53,99 @@ pub enum Role {
     GatewayOnly,
 }
 
+/// What the services of one process are built from, whichever backend
+/// holds it.
+pub struct Wiring {
+    pub commands: Arc<CommandService>,
+    pub log: Arc<dyn EventLog>,
+    pub read: Arc<dyn ReadModel>,
+    pub live: gateway::LiveState,
+    pub auth_throttle: Arc<dyn Throttle>,
+    /// The in-process projections bus (None: RabbitMQ's `chat.projections`).
+    pub local_feed: Option<local_bus::Announcements>,
+    pub jwt: auth::JwtConfig,
+}
+
+/// The backend this process runs on, open.
+enum Engine {
+    Services(Services),
+    Embedded(Embedded),
+}
+
 pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result<ExitCode> {
     let addr = args.addr.unwrap_or_else(|| settings.http_addr.clone());
+    let choice = match args.backend {
+        Some(backend) => BackendChoice {
+            backend,
+            reason: format!("--backend {}", backend.as_str()),
+        },
+        None => settings.backend.clone(),
+    };
+    if role == Role::GatewayOnly && choice.backend == Backend::Embedded {
+        anyhow::bail!(
+            "`chat gateway` runs beside other instances, on the services backend only ({}); set the service URLs or CHAT_BACKEND=services",
+            choice.reason
+        );
+    }
     // Read the certificate before anything else starts: a bad path fails fast.
     let tls = TlsFiles::from_options(args.tls_cert, args.tls_key)?;
     let tls_config = tls.as_ref().map(TlsFiles::server_config).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let data = match choice.backend {
+        Backend::Embedded => std::path::absolute(&settings.data_dir)
+            .unwrap_or_else(|_| settings.data_dir.clone())
+            .display()
+            .to_string(),
+        Backend::Services => Services::data_location(&settings),
+    };
+    // Said before anything else happens, so a failure below is read in its light.
+    eprintln!(
+        "chat: backend {} ({})\nchat: data in {data}\nchat: open {scheme}://{addr}/",
+        choice.backend.as_str(),
+        choice.reason
+    );
     // Bound before any service is reached: a taken port is one clear line,
     // not a half-started process tearing its broker connections down.
     let listener =
         std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let jwt = web::Data::new(services::jwt(&settings, role == Role::Everything)?);
-    let log = services::event_log(&settings).await?;
-    let read = services::read_model(&settings).await?;
-    let read_model: Arc<dyn read_model::ReadModel> =
-        Arc::new(read_model::PgReadModel::new(read.clone()));
-    let redis = services::redis(&settings).await?;
-    services::broker(&settings).await?;
-
     let policy = MessagePolicy::new(settings.max_message_chars, &settings.banned_words);
-    let limiter = redis_store::RateLimiter::new(
-        redis.clone(),
-        settings.send_rate_per_sec,
-        settings.send_burst,
-    );
-    let commands = Arc::new(
-        CommandService::new(Arc::new(PgEventStore::new(log.clone())), policy)
-            .with_rate_limiter(limiter),
-    );
+    let (engine, wiring) = match choice.backend {
+        Backend::Services => {
+            let services = Services::connect(&settings).await?;
+            let wiring = services.wire(&settings, policy, role)?;
+            (Engine::Services(services), wiring)
+        }
+        Backend::Embedded => {
+            let embedded = Embedded::open(&settings).await?;
+            let wiring = embedded.wire(&settings, policy)?;
+            (Engine::Embedded(embedded), wiring)
+        }
+    };
+    let jwt = web::Data::new(wiring.jwt.clone());
+    let commands = wiring.commands.clone();
     // Only the API that registers and logs in hashes passwords: a gateway
     // alone holds no hash pool (two threads with 19 MiB buffers each).
     let auth_gate = match role {
-        Role::Everything => Some(web::Data::new(command_service::AuthGate::for_server(
-            redis.clone(),
-            settings.auth_attempts_per_min,
-        )?)),
+        Role::Everything => Some(web::Data::new(
+            command_service::AuthGate::unthrottled()?.with_throttle(wiring.auth_throttle.clone()),
+        )),
         Role::GatewayOnly => None,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-
-    let mut workers = Vec::new();
-    if role == Role::Everything {
-        let relay = command_service::relay::RelayConfig::new(settings.amqp_url.clone());
-        workers.push(tokio::spawn(command_service::relay::run(
-            log.clone(),
-            relay,
-            shutdown.clone(),
-        )));
-    }
-    if role == Role::Everything && !args.no_projector {
-        let projector_config = projector::ProjectorConfig::new(settings.amqp_url.clone())
-            .with_notifications(redis_store::Presence::new(redis.clone()));
-        let (read2, log2, shutdown2) = (
-            read_model.clone(),
-            Arc::new(PgEventStore::new(log.clone())),
-            shutdown.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            if let Err(e) = projector::run(read2, log2, projector_config, shutdown2).await {
-                tracing::error!(error = %e, "projector stopped");
+    let workers = match (&engine, role) {
+        (_, Role::GatewayOnly) => Vec::new(),
+        (Engine::Services(services), Role::Everything) => {
+            services.spawn_workers(&wiring, !args.no_projector, &shutdown)
+        }
+        (Engine::Embedded(embedded), Role::Everything) => {
+            if args.no_projector {
+                anyhow::bail!(
+                    "--no-projector is for the services backend: on the embedded one the projector runs in this process"
+                );
             }
-        }));
-    }
+            embedded.spawn_workers(&shutdown)
+        }
+    };
     let ws = &settings.ws;
     let own_origins = match tls {
         Some(_) => tls::secure_origins(ws.own_origins(&addr), ws.public_url.is_some()),
@@ -117,28 +161,30 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         frames_burst: ws.frames_per_sec.saturating_mul(4),
         max_subscriptions: ws.max_subscriptions,
         max_sockets_per_user: ws.max_sockets_per_user,
+        local_feed: wiring.local_feed.clone(),
         ..GatewayConfig::new(settings.amqp_url.clone())
     };
     let gateway = Gateway::new(
         gateway_config,
-        read_model.clone(),
+        wiring.read.clone(),
         commands.clone(),
-        redis.clone(),
+        wiring.live.clone(),
     );
     gateway.start(shutdown.clone());
 
-    let readiness = readiness(&log, &read, &redis, &gateway);
+    let readiness = match &engine {
+        Engine::Services(services) => services.readiness(&gateway),
+        Engine::Embedded(embedded) => embedded.readiness(),
+    };
     let commands = web::Data::from(commands);
     let queries = web::Data::new(QueryService::new(
-        read_model,
-        Arc::new(PgEventStore::new(log.clone())),
+        wiring.read.clone(),
+        wiring.log.clone(),
         settings.admins.clone(),
     ));
     let gateway = web::Data::new(gateway);
     // A valid signature is not enough: the token's user must be registered.
-    let known_users = web::Data::new(service_kit::KnownUsers::in_log(Arc::new(
-        PgEventStore::new(log.clone()),
-    )));
+    let known_users = web::Data::new(service_kit::KnownUsers::in_log(wiring.log.clone()));
     let max_body = settings.max_body_bytes;
     let timeouts = settings.client_timeouts;
     let client_timeouts = web::Data::new(timeouts);
@@ -195,68 +241,14 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
     }
     .with_context(|| format!("cannot listen on {addr}"))?
     .run();
-    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, ?role, url = %format!("{scheme}://{addr}/"), "chat is up: web client at /, HTTP API, WebSocket at /ws, metrics at /metrics");
     server.await?;
     let _ = stop.send(true);
     for worker in workers {
         let _ = worker.await;
     }
+    if let Engine::Embedded(embedded) = &engine {
+        embedded.close().await;
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Readiness of every dependency. Answers carry fixed words, never a
-/// backend's error text (logged instead); RabbitMQ is judged by the gateway's
-/// own feed connection, so a probe never opens a broker connection.
-fn readiness(
-    log: &sqlx::PgPool,
-    read: &sqlx::PgPool,
-    redis: &redis_store::RedisStore,
-    gateway: &Arc<Gateway>,
-) -> Readiness {
-    let (log, read, redis, feed) = (log.clone(), read.clone(), redis.clone(), gateway.clone());
-    Readiness::new()
-        .with("event_log", Arc::new(move || ping_pg(log.clone()).boxed()))
-        .with(
-            "read_model",
-            Arc::new(move || ping_pg(read.clone()).boxed()),
-        )
-        .with(
-            "redis",
-            Arc::new(move || {
-                let redis = redis.clone();
-                async move {
-                    redis.ping().await.map_err(|e| {
-                        tracing::warn!(error = %e, "readiness: Redis");
-                        "unreachable".to_owned()
-                    })
-                }
-                .boxed()
-            }),
-        )
-        .with(
-            "rabbitmq",
-            Arc::new(move || {
-                let connected = feed.feed_connected();
-                async move {
-                    if connected {
-                        Ok(())
-                    } else {
-                        Err("the gateway's broker feed is not connected".to_owned())
-                    }
-                }
-                .boxed()
-            }),
-        )
-}
-
-async fn ping_pg(pool: sqlx::PgPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
-        .execute(&pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness: Postgres");
-            "unreachable".to_owned()
-        })
 }

@@ -18,8 +18,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Consumes `chat.projections`, reconnecting with backoff.
+/// Consumes `chat.projections`, reconnecting with backoff (or, on the
+/// embedded backend, the in-process bus that stands in for it).
 pub(crate) async fn projections(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    if let Some(bus) = gateway.config.local_feed.clone() {
+        return consume_local(&gateway, &bus, &mut shutdown).await;
+    }
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
         let result = consume_projections(&gateway, &mut shutdown).await;
@@ -97,6 +101,40 @@ async fn consume_projections(
         };
         dispatch_announcement(gateway, &body);
     }
+}
+
+/// The embedded backend's feed: the projector's announcements in process.
+/// Falling behind loses some, as a dropped broker queue does, and is
+/// repaired the same way: every subscription catches up from the read model
+/// (edits, deletions and removals come from the log watch).
+async fn consume_local(
+    gateway: &Arc<Gateway>,
+    bus: &local_bus::Announcements,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut subscriber = bus.subscribe();
+    tracing::info!("gateway consuming the in-process projections bus");
+    gateway.feed_up.store(true, Ordering::Relaxed);
+    tokio::spawn(repair_gaps(gateway.clone()));
+    loop {
+        let received = tokio::select! {
+            received = subscriber.next() => received,
+            _ = shutdown.changed() => break,
+        };
+        match received {
+            local_bus::Received::Announcement(body) => dispatch_announcement(gateway, &body),
+            local_bus::Received::Lagged(lost) => {
+                metrics::counter!("ws_feed_lagged_announcements_total").increment(lost);
+                tracing::warn!(
+                    lost,
+                    "gateway fell behind the projections bus; repairing from the read model"
+                );
+                tokio::spawn(repair_gaps(gateway.clone()));
+            }
+            local_bus::Received::Closed => break,
+        }
+    }
+    gateway.feed_up.store(false, Ordering::Relaxed);
 }
 
 fn dispatch_announcement(gateway: &Arc<Gateway>, body: &Value) {
@@ -248,11 +286,7 @@ pub(crate) async fn housekeeping(gateway: Arc<Gateway>, mut shutdown: watch::Rec
             }
         }
         let instance = gateway.instance_id.to_string();
-        if let Err(e) = gateway
-            .redis
-            .report_sockets(&instance, gateway.sockets())
-            .await
-        {
+        if let Err(e) = gateway.census.report(&instance, gateway.sockets()).await {
             tracing::warn!(error = %e, "socket count not reported");
         }
     }

@@ -26,9 +26,9 @@ pub use history::DEFAULT_RECOVERY_LIMIT;
 use command_service::CommandService;
 use history::History;
 use hub::Hub;
-use live_state::{PresenceStore, SocketLimit};
-use redis_store::{Presence, RedisStore, SocketSlots};
+use live_state::{PresenceStore, SocketCensus, SocketLimit};
 use read_model::ReadModel;
+use redis_store::{Presence, RedisStore, SocketSlots};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     pub max_sockets_per_user: usize,
     /// How often the log is checked for members who left, were kicked or banned.
     pub membership_interval: Duration,
+    /// The embedded backend's in-process projections bus, consumed in place
+    /// of RabbitMQ's `chat.projections` when set.
+    pub local_feed: Option<local_bus::Announcements>,
 }
 
 impl GatewayConfig {
@@ -87,6 +90,28 @@ impl GatewayConfig {
             max_subscriptions: 500,
             max_sockets_per_user: 20,
             membership_interval: Duration::from_millis(500),
+            local_feed: None,
+        }
+    }
+}
+
+/// What a gateway keeps outside itself, shared with the other instances:
+/// on Redis for the services backend, in memory for the embedded one.
+#[derive(Debug, Clone)]
+pub struct LiveState {
+    pub presence: Arc<dyn PresenceStore>,
+    /// Sockets per user, capped at `GatewayConfig::max_sockets_per_user`.
+    pub slots: Arc<dyn SocketLimit>,
+    pub census: Arc<dyn SocketCensus>,
+}
+
+impl LiveState {
+    /// Presence, socket slots and the census on one Redis.
+    pub fn on_redis(redis: &RedisStore, max_sockets_per_user: usize) -> Self {
+        Self {
+            presence: Arc::new(Presence::new(redis.clone())),
+            slots: Arc::new(SocketSlots::new(redis.clone(), max_sockets_per_user)),
+            census: Arc::new(redis.clone()),
         }
     }
 }
@@ -99,7 +124,7 @@ pub struct Gateway {
     commands: Arc<CommandService>,
     presence: Arc<dyn PresenceStore>,
     slots: Arc<dyn SocketLimit>,
-    redis: RedisStore,
+    census: Arc<dyn SocketCensus>,
     sockets: AtomicUsize,
     feed_up: AtomicBool,
 }
@@ -109,9 +134,13 @@ impl Gateway {
         config: GatewayConfig,
         read: Arc<dyn ReadModel>,
         commands: Arc<CommandService>,
-        redis: RedisStore,
+        live: LiveState,
     ) -> Arc<Self> {
-        let presence: Arc<dyn PresenceStore> = Arc::new(Presence::new(redis.clone()));
+        let LiveState {
+            presence,
+            slots,
+            census,
+        } = live;
         Arc::new(Self {
             instance_id: Uuid::now_v7(),
             hub: Hub::new(
@@ -120,11 +149,11 @@ impl Gateway {
                 config.recovery_limit,
                 config.presence_limit,
             ),
-            slots: Arc::new(SocketSlots::new(redis.clone(), config.max_sockets_per_user)),
+            slots,
             config,
             commands,
             presence,
-            redis,
+            census,
             sockets: AtomicUsize::new(0),
             feed_up: AtomicBool::new(false),
         })

@@ -464,8 +464,7 @@ async fn announce(
     change: &AppliedChange,
 ) -> Option<broker::lapin::PublisherConfirm> {
     let channel_id = change.channel_id?;
-    let body = serde_json::json!({ "channel_id": channel_id, "event": change.event });
-    let body = serde_json::to_vec(&body).ok()?;
+    let body = serde_json::to_vec(&crate::announcement::announcement(change)?).ok()?;
     let published = channel
         .basic_publish(
             broker::PROJECTIONS_EXCHANGE.into(),

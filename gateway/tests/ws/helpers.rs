@@ -99,11 +99,12 @@ impl Stack {
     pub async fn gateway(&self, tune: impl FnOnce(&mut GatewayConfig)) -> (String, Arc<Gateway>) {
         let mut config = GatewayConfig::new(self.vhost.amqp_url.clone());
         tune(&mut config);
+        let live = gateway::LiveState::on_redis(&self.redis, config.max_sockets_per_user);
         let gateway = Gateway::new(
             config,
             Arc::new(read_model::PgReadModel::new(self.read.pool.clone())),
             self.commands.clone(),
-            self.redis.clone(),
+            live,
         );
         gateway.start(self.stop.subscribe());
         let data = web::Data::new(gateway.clone());
