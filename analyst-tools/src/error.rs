@@ -22,6 +22,12 @@ pub enum AnalystError {
         /// How to start the server, when it seems not to run.
         hint: &'static str,
     },
+    /// The embedded backend's data directory holds no log (or cannot be used).
+    #[error(transparent)]
+    DataDir(#[from] service_kit::DataDirError),
+    /// The embedded backend's log file could not be opened.
+    #[error(transparent)]
+    OpenEmbedded(#[from] event_store::SqliteOpenError),
     /// Reading the event log failed.
     #[error("reading the event log failed: {}", sql_text(.0))]
     Log(sqlx::Error),
@@ -53,6 +59,9 @@ pub enum AnalystError {
     /// The replay's target database failed.
     #[error("the replay target database failed: {}", sql_text(.0))]
     Target(sqlx::Error),
+    /// The replay's target file could not be replaced or its directory made.
+    #[error("the replay target file failed: {0}")]
+    TargetFile(std::io::Error),
     /// Applying an event to the replayed read model failed.
     #[error("applying event {cursor} to the replayed read model failed: {cause}")]
     Apply {

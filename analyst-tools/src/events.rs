@@ -3,20 +3,19 @@
 //! keyset range read after the last cursor written, so a page never holds more
 //! than [`PAGE_SIZE`] rows and `--after` any printed cursor resumes exactly.
 
+use crate::AnalystError;
 use crate::format::{self, Format};
-use crate::log::{self, LogQuery};
+use crate::log::LogQuery;
 use crate::parse::{self, Until};
 use crate::progress::{self, Progress};
-use crate::{AnalystError, connect};
+use crate::source::LogSource;
 use event_store::Cursor;
-use futures_util::TryStreamExt;
-use sqlx::PgPool;
 use std::io::{self, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Events read per round trip.
-pub const PAGE_SIZE: i64 = 5000;
+pub use crate::source::PAGE_SIZE;
 /// How long an export waits for the transactions running when it starts to
 /// end, so that it holds every event committed before it started.
 pub const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -132,15 +131,13 @@ pub fn request(args: &EventsArgs) -> Result<Request, AnalystError> {
 
 /// Checks `args` and fixes the export's bounds: the horizon now, and where
 /// `--until` stops.
-pub async fn plan(pool: &PgPool, args: &EventsArgs) -> Result<Plan, AnalystError> {
+pub async fn plan(source: &LogSource, args: &EventsArgs) -> Result<Plan, AnalystError> {
     let Request {
         after,
         until,
         types,
     } = request(args)?;
-    let horizon = log::settle(pool, SETTLE_WAIT)
-        .await
-        .map_err(AnalystError::Log)?;
+    let horizon = source.settle(SETTLE_WAIT).await?;
     let mut warnings: Vec<String> = Vec::new();
     if !horizon.settled {
         warnings.push(format!(
@@ -153,9 +150,7 @@ pub async fn plan(pool: &PgPool, args: &EventsArgs) -> Result<Plan, AnalystError
     let until = match until {
         None | Some(Until::Position(_)) => None,
         Some(Until::Cursor(c)) => Some(c),
-        Some(Until::Time(t)) => log::last_before_time(pool, after, horizon, t)
-            .await
-            .map_err(AnalystError::Log)?,
+        Some(Until::Time(t)) => source.last_before_time(after, horizon, t).await?,
     };
     warnings.extend(
         types
@@ -181,57 +176,53 @@ pub async fn plan(pool: &PgPool, args: &EventsArgs) -> Result<Plan, AnalystError
 
 /// Writes the planned events to `out`, page by page, and flushes it.
 pub async fn export(
-    pool: &PgPool,
+    source: &LogSource,
     plan: &Plan,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     progress: &mut Progress,
 ) -> Result<Summary, AnalystError> {
     if plan.format == Format::Csv && plan.header {
         format::write_csv_header(out).map_err(AnalystError::Output)?;
     }
-    let mut cursor = plan.query.after;
+    let mut last_cursor = None;
     let mut written = 0u64;
     let mut scratch = Vec::new();
-    loop {
-        let mut page = plan.query.page(cursor, PAGE_SIZE);
-        let mut rows = page.build().fetch(pool);
-        let mut in_page = 0i64;
-        while let Some(row) = rows.try_next().await.map_err(AnalystError::Log)? {
-            let event = log::decode(&row).map_err(AnalystError::Log)?;
+    source
+        .scan(&plan.query, &mut |event| {
             format::write_event(out, plan.format, &event, &mut scratch)
                 .map_err(AnalystError::Output)?;
-            cursor = event.cursor();
-            in_page += 1;
+            last_cursor = Some(event.cursor());
+            written += 1;
             progress.inc(1);
-        }
-        written += in_page as u64;
-        if in_page < PAGE_SIZE {
-            break;
-        }
-    }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
     out.flush().map_err(AnalystError::Output)?;
     Ok(Summary {
         events: written,
-        last_cursor: (written > 0).then_some(cursor),
+        last_cursor,
     })
 }
 
 /// `chat events`: plans, counts (for the ETA), exports, and sums up on stderr.
-pub async fn run(args: &EventsArgs, database_url: &str) -> Result<Summary, AnalystError> {
+pub async fn run(
+    args: &EventsArgs,
+    settings: &service_kit::Settings,
+) -> Result<Summary, AnalystError> {
     request(args)?;
-    let pool = connect::open_log(database_url).await?;
-    let plan = plan(&pool, args).await?;
+    let source = LogSource::open(settings).await?;
+    let plan = plan(&source, args).await?;
     for warning in &plan.warnings {
         eprintln!("{warning}");
     }
-    let total = plan.query.count(&pool).await.map_err(AnalystError::Log)?;
+    let total = source.count(&plan.query).await?;
     let mut progress = Progress::stderr("events", Some(total));
     let started = Instant::now();
     let result = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(AnalystError::Output)?;
             export(
-                &pool,
+                &source,
                 &plan,
                 &mut BufWriter::with_capacity(1 << 16, file),
                 &mut progress,
@@ -240,7 +231,7 @@ pub async fn run(args: &EventsArgs, database_url: &str) -> Result<Summary, Analy
         }
         None => {
             let mut stdout = BufWriter::with_capacity(1 << 16, io::stdout());
-            export(&pool, &plan, &mut stdout, &mut progress).await
+            export(&source, &plan, &mut stdout, &mut progress).await
         }
     };
     progress.finish();

@@ -7,6 +7,7 @@
 //! `anyhow` for the binary.
 
 mod connect;
+mod embedded;
 mod error;
 pub mod events;
 pub mod format;
@@ -17,14 +18,17 @@ pub mod render;
 pub mod replay;
 mod replay_apply;
 pub mod seed;
+pub mod source;
 pub mod state;
 mod target;
+mod target_file;
 
 pub use connect::{describe, open_log, same_database};
 pub use error::AnalystError;
 pub use events::{Category, EventsArgs};
 pub use format::Format;
 pub use replay::{Projection, ReplayArgs};
+pub use source::LogSource;
 pub use state::{Aggregate, ChannelStateArgs, StateArgs};
 
 use std::io::Write;
@@ -76,15 +80,13 @@ pub enum AnalystCommand {
     State(StateArgs),
 }
 
-/// Runs an analyst's command against the databases `settings` names.
+/// Runs an analyst's command against the backend `settings` choose.
 pub async fn run(
     command: AnalystCommand,
     settings: &service_kit::Settings,
 ) -> anyhow::Result<ExitCode> {
     let result = match command {
-        AnalystCommand::Events(args) => {
-            events::run(&args, &settings.database_url).await.map(|_| ())
-        }
+        AnalystCommand::Events(args) => events::run(&args, settings).await.map(|_| ()),
         AnalystCommand::Replay(args) => replay::run(&args, settings).await.map(|_| ()),
         AnalystCommand::State(args) => run_state(&args, settings, &mut std::io::stdout()).await,
     };
@@ -108,8 +110,8 @@ pub async fn run_state(
         Some(text) => parse::time("--as-of", text)?,
         None => chrono::Utc::now(),
     };
-    let pool = open_log(&settings.database_url).await?;
-    let state = state::channel_as_of(&pool, id, as_of).await?;
+    let source = LogSource::open(settings).await?;
+    let state = state::channel_as_of(&source, id, as_of).await?;
     let written = if args.json {
         render::channel_json(out, &state)
     } else {

@@ -177,6 +177,37 @@ impl LogQuery {
     }
 }
 
+impl LogQuery {
+    /// Whether no event at or after `event` in commit order can be selected:
+    /// it is beyond the horizon or the `until` cursor. The embedded backend
+    /// stops reading there.
+    pub fn is_past(&self, event: &RecordedEvent) -> bool {
+        let cursor = event.cursor();
+        cursor.transaction_id >= self.horizon || self.until.is_some_and(|until| cursor > until)
+    }
+
+    /// Whether the query selects `event`, judged on the event itself: what
+    /// the `WHERE` of [`LogQuery::page`] says, for events read through the
+    /// `EventLog` port.
+    pub fn admits(&self, event: &RecordedEvent) -> bool {
+        event.cursor() > self.after
+            && !self.is_past(event)
+            && self
+                .stream_id
+                .as_ref()
+                .is_none_or(|s| *s == event.stream_id)
+            && self
+                .stream_prefix
+                .as_ref()
+                .is_none_or(|p| event.stream_id.starts_with(p.as_str()))
+            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+            && self.recorded_until.is_none_or(|t| event.recorded_at <= t)
+            && self
+                .position_until
+                .is_none_or(|p| event.global_position <= p)
+    }
+}
+
 fn cursor_of(row: &PgRow) -> Result<Cursor, sqlx::Error> {
     let transaction_id: String = row.try_get("transaction_id")?;
     Ok(Cursor {

@@ -5,14 +5,18 @@
 //! the log's readers back). A reader task fetches the next page while the
 //! current one is applied, spread over `--jobs` connections by stream.
 
-use crate::log::{self, LogQuery};
+use crate::log::LogQuery;
 use crate::parse::{self, Until};
 use crate::progress::Progress;
 use crate::replay_apply as apply;
+use crate::source::LogSource;
 use crate::target::{self, Target};
+use crate::target_file::{self, TargetFile};
 use crate::{AnalystError, connect};
 use chrono::{DateTime, Utc};
-use event_store::{Cursor, PgEventStore, RecordedEvent};
+use event_store::{Cursor, EventLog, PgEventStore, RecordedEvent};
+use read_model::LIVE_SCHEMA;
+use service_kit::Backend;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -81,9 +85,22 @@ pub fn query_until(until: Until, horizon: u64) -> LogQuery {
     query
 }
 
-/// Replays the log at `log_pool` into the target of `args`, refusing the
-/// databases `settings` names as live.
+/// Replays the log of `source` into the target of `args` (a database URL on
+/// PostgreSQL, a file path on the embedded backend), refusing what
+/// `settings` names as live.
 pub async fn replay(
+    source: &LogSource,
+    args: &ReplayArgs,
+    settings: &service_kit::Settings,
+    progress: &mut Progress,
+) -> Result<ReplaySummary, AnalystError> {
+    match source {
+        LogSource::Postgres(pool) => replay_pg(pool, args, settings, progress).await,
+        LogSource::Embedded(log) => replay_embedded(log.as_ref(), args, settings, progress).await,
+    }
+}
+
+async fn replay_pg(
     log_pool: &PgPool,
     args: &ReplayArgs,
     settings: &service_kit::Settings,
@@ -94,7 +111,7 @@ pub async fn replay(
     let connections = args.jobs.clamp(1, 64) + 1;
     let Target { pool, described } =
         target::prepare(&args.into, settings, args.force, connections).await?;
-    let horizon = log::settle(log_pool, crate::events::SETTLE_WAIT)
+    let horizon = crate::log::settle(log_pool, crate::events::SETTLE_WAIT)
         .await
         .map_err(AnalystError::Log)?;
     if !horizon.settled {
@@ -131,17 +148,85 @@ pub async fn replay(
     })
 }
 
+/// The embedded replay: the log read through the port a page at a time, each
+/// page applied with the projector's `apply_batch` in transactions of
+/// `--batch` events, each also moving the `replay` checkpoint. SQLite has one
+/// writer, so `--jobs` has nothing to spread.
+async fn replay_embedded(
+    log: &dyn EventLog,
+    args: &ReplayArgs,
+    settings: &service_kit::Settings,
+    progress: &mut Progress,
+) -> Result<ReplaySummary, AnalystError> {
+    let Projection::ReadModel = args.projection;
+    let until = parse::until("--until", &args.until, true)?;
+    let TargetFile { model, described } =
+        target_file::prepare(&args.into, settings, args.force).await?;
+    let horizon = crate::embedded::horizon(log).await?;
+    let query = query_until(until, horizon);
+    let total = crate::embedded::count(log, &query).await?;
+    progress.note(&format!("replay: {total} events to apply into {described}"));
+    progress.set_total(total);
+    let batch = usize::try_from(args.batch.max(1)).unwrap_or(1000);
+    let mut applied = 0u64;
+    let mut last = None;
+    let mut page = Vec::new();
+    let mut after = query.after;
+    loop {
+        page.clear();
+        let paged = LogQuery {
+            after,
+            ..query.clone()
+        };
+        let mut full = false;
+        crate::embedded::scan(log, &paged, &mut |event| {
+            page.push(event);
+            full = page.len() as i64 == crate::source::PAGE_SIZE;
+            Ok(if full {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        for chunk in page.chunks(batch) {
+            apply::apply_chunk(&model, log, chunk).await?;
+            applied += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+        }
+        let Some(e) = page.last() else { break };
+        last = Some((e.cursor(), e.recorded_at));
+        if !full {
+            break;
+        }
+        after = e.cursor();
+    }
+    model.close().await;
+    Ok(ReplaySummary {
+        events: applied,
+        last,
+        target: described,
+    })
+}
+
 /// `chat replay`: replays with progress on stderr and sums up there.
 pub async fn run(
     args: &ReplayArgs,
     settings: &service_kit::Settings,
 ) -> Result<ReplaySummary, AnalystError> {
     parse::until("--until", &args.until, true)?;
-    connect::options(&args.into, "--into")?;
-    let log_pool = connect::open_log(&settings.database_url).await?;
+    match settings.backend.backend {
+        Backend::Services => {
+            connect::options(&args.into, "--into")?;
+        }
+        Backend::Embedded => {
+            target_file::path_of(&args.into)?;
+        }
+    }
+    let source = LogSource::open(settings).await?;
     let mut progress = Progress::stderr("replay", None);
     let started = std::time::Instant::now();
-    let result = replay(&log_pool, args, settings, &mut progress).await;
+    let result = replay(&source, args, settings, &mut progress).await;
     progress.finish();
     let summary = result?;
     let elapsed = started.elapsed();
@@ -153,7 +238,7 @@ pub async fn run(
         None => "; the log has no event up to that moment".to_owned(),
     };
     progress.note(&format!(
-        "replay: applied {} events into {} (schema rm) in {:.1}s ({:.0}/s){last}",
+        "replay: applied {} events into {} (schema {LIVE_SCHEMA}) in {:.1}s ({:.0}/s){last}",
         summary.events,
         summary.target,
         elapsed.as_secs_f64(),

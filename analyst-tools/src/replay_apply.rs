@@ -7,9 +7,9 @@
 use crate::AnalystError;
 use crate::log::{self, LogQuery};
 use domain::{Event, StoredEvent};
-use event_store::{PgEventStore, RecordedEvent};
+use event_store::{EventLog, PgEventStore, RecordedEvent};
 use futures_util::TryStreamExt;
-use read_model::{LIVE_SCHEMA, PgReadWrites};
+use read_model::{LIVE_SCHEMA, PgReadWrites, ReadModel};
 use sqlx::PgPool;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use tokio::sync::mpsc;
@@ -81,16 +81,7 @@ async fn apply_batch(
     let mut tx = pool.begin().await.map_err(AnalystError::Target)?;
     let mut writes = PgReadWrites::new(&mut tx, LIVE_SCHEMA);
     for recorded in events {
-        let stored = StoredEvent {
-            event_type: recorded.event_type.clone(),
-            schema_version: recorded.schema_version,
-            data: recorded.data.clone(),
-        };
-        let event = Event::from_stored(&stored).map_err(|e| AnalystError::Corrupt {
-            event_id: recorded.event_id,
-            cursor: recorded.cursor().to_string(),
-            reason: e.to_string(),
-        })?;
+        let event = decode(recorded)?;
         projector::apply_event(&mut writes, store, recorded, &event)
             .await
             .map_err(|source| AnalystError::Apply {
@@ -98,6 +89,51 @@ async fn apply_batch(
                 cause: Box::new(source),
             })?;
     }
+    tx.commit().await.map_err(AnalystError::Target)
+}
+
+/// The domain event a recorded one holds.
+fn decode(recorded: &RecordedEvent) -> Result<Event, AnalystError> {
+    let stored = StoredEvent {
+        event_type: recorded.event_type.clone(),
+        schema_version: recorded.schema_version,
+        data: recorded.data.clone(),
+    };
+    Event::from_stored(&stored).map_err(|e| AnalystError::Corrupt {
+        event_id: recorded.event_id,
+        cursor: recorded.cursor().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Applies `events` (in commit order) in one transaction of an embedded
+/// target, moving its `replay` checkpoint to the last of them.
+pub(crate) async fn apply_chunk(
+    model: &dyn ReadModel,
+    log: &dyn EventLog,
+    events: &[RecordedEvent],
+) -> Result<(), AnalystError> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Ok(());
+    };
+    let decoded = events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let items: Vec<(&RecordedEvent, &Event)> = events.iter().zip(&decoded).collect();
+    let mut tx = model
+        .begin(LIVE_SCHEMA)
+        .await
+        .map_err(AnalystError::Target)?;
+    projector::apply_batch(&mut *tx, log, &items)
+        .await
+        .map_err(|(index, source)| AnalystError::Apply {
+            cursor: match index.and_then(|i| events.get(i)) {
+                Some(e) => e.cursor().to_string(),
+                None => format!("{}..{}", first.cursor(), last.cursor()),
+            },
+            cause: Box::new(source),
+        })?;
+    tx.save_checkpoint("replay", Some(last.cursor()), last.recorded_at)
+        .await
+        .map_err(AnalystError::Target)?;
     tx.commit().await.map_err(AnalystError::Target)
 }
 

@@ -3,7 +3,8 @@
 //! stream recorded at or before that moment (streamed row by row, so a long
 //! history costs time, not memory), with usernames from `UserRegistered`.
 
-use crate::AnalystError;
+use crate::source::LogSource;
+use crate::{AnalystError, embedded};
 use chrono::{DateTime, Utc};
 use domain::{
     Channel, ChannelId, ChannelKind, Event, Role, StoredEvent, UserId, channel_stream, user_stream,
@@ -12,6 +13,7 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 /// The flags of `chat state`.
 #[derive(Debug, Clone, clap::Args)]
@@ -101,44 +103,73 @@ pub fn channel_id(text: &str) -> Result<ChannelId, AnalystError> {
         })
 }
 
+/// A channel's events folded so far, with the counts `evolve` does not keep.
+#[derive(Default)]
+struct Fold {
+    state: Option<Channel>,
+    version: u64,
+    sent: u64,
+    edited: u64,
+    deleted: u64,
+}
+
+impl Fold {
+    fn push(&mut self, event: &Event, version: u64) {
+        match event {
+            Event::MessageSent(_) => self.sent += 1,
+            Event::MessageEdited(_) => self.edited += 1,
+            Event::MessageDeleted(_) => self.deleted += 1,
+            _ => {}
+        }
+        self.state = Channel::evolve(self.state.take(), event);
+        self.version = version;
+    }
+}
+
 /// Folds channel `id` from its events recorded at or before `as_of`.
 pub async fn channel_as_of(
-    pool: &PgPool,
+    source: &LogSource,
     id: ChannelId,
     as_of: DateTime<Utc>,
 ) -> Result<ChannelState, AnalystError> {
     let stream = channel_stream(id);
-    let mut rows = sqlx::query(
-        "SELECT event_id, event_type, schema_version, stream_version, data FROM events \
-         WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version",
-    )
-    .bind(&stream)
-    .bind(as_of)
-    .fetch(pool);
-    let mut state: Option<Channel> = None;
-    let (mut version, mut sent, mut edited, mut deleted) = (0u64, 0u64, 0u64, 0u64);
-    while let Some(row) = rows.try_next().await.map_err(AnalystError::Log)? {
-        let event = decode(&row, &stream)?;
-        match event {
-            Event::MessageSent(_) => sent += 1,
-            Event::MessageEdited(_) => edited += 1,
-            Event::MessageDeleted(_) => deleted += 1,
-            _ => {}
+    let mut fold = Fold::default();
+    match source {
+        LogSource::Postgres(pool) => fold_pg(pool, &stream, as_of, &mut fold).await?,
+        LogSource::Embedded(log) => {
+            embedded::scan_stream(log.as_ref(), &stream, &mut |recorded| {
+                if recorded.recorded_at <= as_of {
+                    let stored = StoredEvent {
+                        event_type: recorded.event_type,
+                        schema_version: recorded.schema_version,
+                        data: recorded.data,
+                    };
+                    let version = recorded.stream_version;
+                    let event = Event::from_stored(&stored).map_err(|e| AnalystError::Corrupt {
+                        event_id: recorded.event_id,
+                        cursor: format!("{stream}@{version}"),
+                        reason: e.to_string(),
+                    })?;
+                    fold.push(&event, version);
+                }
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?
         }
-        state = Channel::evolve(state, &event);
-        version = u64::try_from(
-            row.try_get::<i64, _>("stream_version")
-                .map_err(AnalystError::Log)?,
-        )
-        .unwrap_or(0);
     }
-    drop(rows);
+    let Fold {
+        state,
+        version,
+        sent,
+        edited,
+        deleted,
+    } = fold;
     let Some(channel) = state else {
-        return Err(never_existed(pool, &stream, id, as_of).await);
+        return Err(never_existed(source, &stream, id, as_of).await);
     };
     let mut users: Vec<UserId> = channel.members.keys().copied().collect();
     users.extend(channel.banned.iter().copied());
-    let names = usernames(pool, &users, as_of).await?;
+    let names = usernames(source, &users, as_of).await?;
     let name_of = |u: &UserId| names.get(u).cloned();
     let mut members: Vec<MemberState> = channel
         .members
@@ -178,6 +209,32 @@ pub async fn channel_as_of(
     })
 }
 
+/// Folds the stream's events recorded at or before `as_of`, row by row.
+async fn fold_pg(
+    pool: &PgPool,
+    stream: &str,
+    as_of: DateTime<Utc>,
+    fold: &mut Fold,
+) -> Result<(), AnalystError> {
+    let mut rows = sqlx::query(
+        "SELECT event_id, event_type, schema_version, stream_version, data FROM events \
+         WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY stream_version",
+    )
+    .bind(stream)
+    .bind(as_of)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await.map_err(AnalystError::Log)? {
+        let event = decode(&row, stream)?;
+        let version = u64::try_from(
+            row.try_get::<i64, _>("stream_version")
+                .map_err(AnalystError::Log)?,
+        )
+        .unwrap_or(0);
+        fold.push(&event, version);
+    }
+    Ok(())
+}
+
 fn decode(row: &sqlx::postgres::PgRow, stream: &str) -> Result<Event, AnalystError> {
     let get = |e: sqlx::Error| AnalystError::Log(e);
     let event_id: uuid::Uuid = row.try_get("event_id").map_err(get)?;
@@ -197,16 +254,22 @@ fn decode(row: &sqlx::postgres::PgRow, stream: &str) -> Result<Event, AnalystErr
 
 /// Why there is no state: no such channel, or not yet at `as_of`.
 async fn never_existed(
-    pool: &PgPool,
+    source: &LogSource,
     stream: &str,
     id: ChannelId,
     as_of: DateTime<Utc>,
 ) -> AnalystError {
-    let first: Result<Option<DateTime<Utc>>, _> =
-        sqlx::query_scalar("SELECT min(recorded_at) FROM events WHERE stream_id = $1")
-            .bind(stream)
-            .fetch_one(pool)
-            .await;
+    let first: Result<Option<DateTime<Utc>>, AnalystError> = match source {
+        LogSource::Postgres(pool) => {
+            sqlx::query_scalar("SELECT min(recorded_at) FROM events WHERE stream_id = $1")
+                .bind(stream)
+                .fetch_one(pool)
+                .await
+                .map_err(AnalystError::Log)
+        }
+        // One writer stamps appends in order, so the first event is the earliest.
+        LogSource::Embedded(log) => embedded::first_recorded(log.as_ref(), stream).await,
+    };
     match first {
         Ok(Some(first)) => AnalystError::NotYetCreated {
             id: id.to_string(),
@@ -214,32 +277,44 @@ async fn never_existed(
             first: first.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         },
         Ok(None) => AnalystError::UnknownChannel(id.to_string()),
-        Err(e) => AnalystError::Log(e),
+        Err(e) => e,
     }
 }
 
 /// Usernames of `users` from their `UserRegistered` events recorded by `as_of`.
 async fn usernames(
-    pool: &PgPool,
+    source: &LogSource,
     users: &[UserId],
     as_of: DateTime<Utc>,
 ) -> Result<HashMap<UserId, String>, AnalystError> {
     let streams: Vec<String> = users.iter().map(|u| user_stream(*u)).collect();
-    let rows: Vec<(i32, serde_json::Value)> = sqlx::query_as(
-        "SELECT schema_version, data FROM events \
-         WHERE stream_id = ANY($1) AND event_type = 'UserRegistered' AND recorded_at <= $2",
-    )
-    .bind(&streams)
-    .bind(as_of)
-    .fetch_all(pool)
-    .await
-    .map_err(AnalystError::Log)?;
+    let rows: Vec<(u32, serde_json::Value)> = match source {
+        LogSource::Postgres(pool) => {
+            let rows: Vec<(i32, serde_json::Value)> = sqlx::query_as(
+                "SELECT schema_version, data FROM events \
+                 WHERE stream_id = ANY($1) AND event_type = 'UserRegistered' AND recorded_at <= $2",
+            )
+            .bind(&streams)
+            .bind(as_of)
+            .fetch_all(pool)
+            .await
+            .map_err(AnalystError::Log)?;
+            rows.into_iter()
+                .filter_map(|(version, data)| Some((u32::try_from(version).ok()?, data)))
+                .collect()
+        }
+        LogSource::Embedded(log) => embedded::registrations(log.as_ref(), &streams, as_of)
+            .await?
+            .into_iter()
+            .map(|e| (e.schema_version, e.data))
+            .collect(),
+    };
     Ok(rows
         .into_iter()
-        .filter_map(|(version, data)| {
+        .filter_map(|(schema_version, data)| {
             let stored = StoredEvent {
                 event_type: "UserRegistered".into(),
-                schema_version: u32::try_from(version).ok()?,
+                schema_version,
                 data,
             };
             match Event::from_stored(&stored).ok()? {

@@ -46,10 +46,10 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => n.parse()?,
         None => 1_000_000,
     };
-    let pool = match reused(reuse, count).await? {
+    let source = analyst_tools::LogSource::Postgres(match reused(reuse, count).await? {
         Some(pool) => pool,
         None => seeded(count).await?,
-    };
+    });
     println!(
         "| format | events | bytes | plan + count (s) | export (s) | events/s | MB/s | peak RSS (MiB) |"
     );
@@ -60,12 +60,12 @@ async fn main() -> anyhow::Result<()> {
             ..EventsArgs::default()
         };
         let planned = Instant::now();
-        let plan = events::plan(&pool, &args).await?;
-        let total = plan.query.count(&pool).await?;
+        let plan = events::plan(&source, &args).await?;
+        let total = source.count(&plan.query).await?;
         let planning = planned.elapsed().as_secs_f64();
         let mut sink = BufWriter::with_capacity(1 << 16, Counting::default());
         let exporting = Instant::now();
-        let summary = events::export(&pool, &plan, &mut sink, &mut Progress::hidden()).await?;
+        let summary = events::export(&source, &plan, &mut sink, &mut Progress::hidden()).await?;
         let took = exporting.elapsed().as_secs_f64();
         let sink = sink.into_inner().map_err(|e| e.into_error())?;
         let header = u64::from(format == Format::Csv);

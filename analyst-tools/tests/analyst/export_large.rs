@@ -3,6 +3,7 @@
 //! a minute in a debug build; `export-bench` runs 1,000,000 in release).
 
 use crate::helpers::Log;
+use analyst_tools::LogSource;
 use analyst_tools::events::{self, EventsArgs};
 use analyst_tools::progress::Progress;
 use std::io::Write;
@@ -82,7 +83,8 @@ async fn a_large_export_is_complete_ordered_and_in_constant_memory() {
     analyst_tools::seed::messages(log.pool(), count, 500, 50_000, |_| {})
         .await
         .expect("seeded");
-    let plan = events::plan(log.pool(), &EventsArgs::default())
+    let source = LogSource::Postgres(log.pool().clone());
+    let plan = events::plan(&source, &EventsArgs::default())
         .await
         .expect("plan");
     assert_eq!(plan.query.count(log.pool()).await.expect("count"), count);
@@ -94,7 +96,7 @@ async fn a_large_export_is_complete_ordered_and_in_constant_memory() {
         out_of_order: 0,
         peak_rss_kib: baseline,
     };
-    let summary = events::export(log.pool(), &plan, &mut sink, &mut Progress::hidden())
+    let summary = events::export(&source, &plan, &mut sink, &mut Progress::hidden())
         .await
         .expect("export");
 

@@ -1,6 +1,7 @@
 //! A fresh event log per test, written through the command service in
 //! process; exports run in process into a buffer; a tiny RFC 4180 reader.
 
+use analyst_tools::LogSource;
 use analyst_tools::events::{self, EventsArgs};
 use analyst_tools::progress::Progress;
 use chrono::{DateTime, Utc};
@@ -172,9 +173,10 @@ pub fn new_events(events: &[Event]) -> Vec<NewEvent> {
 
 /// Runs an export in process; returns what it wrote.
 pub async fn export(pool: &PgPool, args: &EventsArgs) -> String {
-    let plan = events::plan(pool, args).await.expect("plan");
+    let source = LogSource::Postgres(pool.clone());
+    let plan = events::plan(&source, args).await.expect("plan");
     let mut out = Vec::new();
-    events::export(pool, &plan, &mut out, &mut Progress::hidden())
+    events::export(&source, &plan, &mut out, &mut Progress::hidden())
         .await
         .expect("export");
     String::from_utf8(out).expect("utf-8")

@@ -183,7 +183,9 @@ async fn replay_to_a_position_and_its_refusals() {
     history(&log).await;
     let live_read = TestDb::new_read_model().await;
     let settings = log.settings(&live_read.url);
-    let pool = analyst_tools::open_log(&log.db.url).await.expect("log");
+    let pool = analyst_tools::LogSource::Postgres(
+        analyst_tools::open_log(&log.db.url).await.expect("log"),
+    );
     let position: i64 = sqlx::query_scalar(
         "SELECT global_position FROM events ORDER BY global_position OFFSET 9 LIMIT 1",
     )

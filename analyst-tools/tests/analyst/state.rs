@@ -3,7 +3,7 @@
 
 use crate::helpers::Log;
 use analyst_tools::state::{ChannelState, channel_as_of};
-use analyst_tools::{Aggregate, AnalystError, ChannelStateArgs, StateArgs};
+use analyst_tools::{Aggregate, AnalystError, ChannelStateArgs, LogSource, StateArgs};
 use domain::{ChannelCommand, ChannelId, MessageFacts, Role};
 
 fn roles(state: &ChannelState) -> Vec<(String, Role)> {
@@ -70,7 +70,8 @@ async fn state_as_of_follows_role_changes_kicks_and_bans() {
     .await;
     let t4 = log.now().await;
 
-    let at = |t| channel_as_of(log.pool(), channel, t);
+    let source = LogSource::Postgres(log.pool().clone());
+    let at = |t| channel_as_of(&source, channel, t);
     let s1 = at(t1).await.expect("t1");
     assert_eq!(
         roles(&s1),
@@ -121,7 +122,7 @@ async fn state_as_of_follows_role_changes_kicks_and_bans() {
         matches!(not_yet, Err(AnalystError::NotYetCreated { .. })),
         "{not_yet:?}"
     );
-    let unknown = channel_as_of(log.pool(), ChannelId::new(), t4).await;
+    let unknown = channel_as_of(&source, ChannelId::new(), t4).await;
     assert!(
         matches!(unknown, Err(AnalystError::UnknownChannel(_))),
         "{unknown:?}"
