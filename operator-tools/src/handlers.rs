@@ -61,13 +61,7 @@ pub(crate) async fn status(
         redis_url: settings.redis_url.clone(),
         redis_prefix: String::new(),
     };
-    let thresholds = Thresholds {
-        max_lag_events: args
-            .max_lag_events
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-        max_lag_seconds: args.max_lag_seconds,
-    };
-    let report = status::gather(&services, thresholds).await?;
+    let report = status::gather(&services, thresholds(&args)).await?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
@@ -78,6 +72,16 @@ pub(crate) async fn status(
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The lag limits given on the command line.
+pub(crate) fn thresholds(args: &StatusArgs) -> Thresholds {
+    Thresholds {
+        max_lag_events: args
+            .max_lag_events
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        max_lag_seconds: args.max_lag_seconds,
+    }
 }
 
 /// `chat dlq ...`.
@@ -170,7 +174,7 @@ pub fn letters_table(letters: &[DeadLetter]) -> String {
 }
 
 /// `show` for people: the summary, then headers and body as pretty JSON.
-fn show_text(detail: &serde_json::Value) -> anyhow::Result<String> {
+pub(crate) fn show_text(detail: &serde_json::Value) -> anyhow::Result<String> {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v);
     Ok(format!(
         "dead letter\n{}\nproperties\n{}\nheaders\n{}\nbody\n{}",

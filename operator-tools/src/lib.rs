@@ -1,17 +1,24 @@
 //! The operators' tools of the `chat` CLI: `chat rebuild`, `chat status`,
 //! `chat dlq`. Mounted in the `chat` binary with `#[command(flatten)]`.
 //!
+//! Each runs on the backend the settings chose (DESIGN §9): PostgreSQL,
+//! RabbitMQ and Redis (`services`), or the SQLite files of the data
+//! directory (`embedded`, in [`embedded`]), with the same arguments and the
+//! same output.
+//!
 //! Data goes to stdout (tables, or JSON with `--json`); logs and progress go
 //! to stderr. Exit codes: 0 success, 1 error (one clear line on stderr), 2
 //! from `status` when a lag exceeds a given threshold.
 
 pub mod dlq;
+pub mod embedded;
 mod handlers;
 pub mod progress;
 pub mod rebuild;
 pub mod status;
 mod text;
 
+use service_kit::Backend;
 use std::process::ExitCode;
 
 /// The operators' commands.
@@ -20,19 +27,23 @@ pub enum OperatorCommand {
     /// Rebuilds a projection from the event log into fresh tables beside the
     /// live ones (schema `rm_rebuild`) while the live projector and queries
     /// carry on, then switches atomically and drops the old tables. Reads the
-    /// log from Postgres in commit order (not through RabbitMQ) and commits
-    /// in pages. An interrupted rebuild leaves the live model untouched; a
-    /// rerun starts cleanly. Progress on stderr; a summary at the end.
+    /// log in commit order (not through RabbitMQ) and commits in pages
+    /// (embedded: builds in `read-rm_rebuild.db` and switches by replacing
+    /// the live rows in one transaction). An interrupted rebuild leaves the
+    /// live model untouched; a rerun starts cleanly. Progress on stderr; a
+    /// summary at the end.
     Rebuild(RebuildArgs),
     /// Shows the event log's head, the relay's and each projection's
     /// checkpoint and lag (events and seconds), what holds whole-log readers
-    /// back, the dead-letter queue's depth and the sockets of each gateway.
+    /// back, the dead-letter queue's depth and the sockets of each gateway
+    /// (embedded: no relay, the dead letters' table, the gateway inside `chat up`).
     /// Exit code 0 when healthy, 2 when a lag exceeds a given threshold (a
     /// health probe), 1 when a service cannot be reached.
     Status(StatusArgs),
-    /// Inspects and drains the projector's dead letters (`projector.dlq`):
-    /// list them with why they failed, show one, retry (republish to
-    /// `chat.exchange` with the original routing key) or drop.
+    /// Inspects and drains the projector's dead letters (`projector.dlq`;
+    /// embedded: the table `rm.dead_letters`): list them with why they
+    /// failed, show one, retry (republish to `chat.exchange` with the
+    /// original routing key; embedded: apply it to the live read model) or drop.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -93,7 +104,8 @@ pub enum DlqCommand {
     },
     /// Republishes dead letters to `chat.exchange` with their original
     /// routing key and properties, and removes each from the dead letters
-    /// once RabbitMQ confirmed its copy.
+    /// once RabbitMQ confirmed its copy (embedded: applies each to the live
+    /// read model through the projector, and removes it once committed).
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
     Retry {
         /// The dead letter to retry.
@@ -124,9 +136,25 @@ pub async fn run_with_output(
     settings: &service_kit::Settings,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    match command {
-        OperatorCommand::Rebuild(args) => handlers::rebuild(args, settings).await,
-        OperatorCommand::Status(args) => handlers::status(args, settings, out).await,
-        OperatorCommand::Dlq { command } => handlers::dlq(command, settings, out).await,
+    use embedded::commands as on_files;
+    match (settings.backend.backend, command) {
+        (Backend::Services, OperatorCommand::Rebuild(args)) => {
+            handlers::rebuild(args, settings).await
+        }
+        (Backend::Services, OperatorCommand::Status(args)) => {
+            handlers::status(args, settings, out).await
+        }
+        (Backend::Services, OperatorCommand::Dlq { command }) => {
+            handlers::dlq(command, settings, out).await
+        }
+        (Backend::Embedded, OperatorCommand::Rebuild(args)) => {
+            on_files::rebuild(args, settings).await
+        }
+        (Backend::Embedded, OperatorCommand::Status(args)) => {
+            on_files::status(args, settings, out).await
+        }
+        (Backend::Embedded, OperatorCommand::Dlq { command }) => {
+            on_files::dlq(command, settings, out).await
+        }
     }
 }

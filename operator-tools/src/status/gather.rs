@@ -86,10 +86,10 @@ pub async fn gather(s: &Services, thresholds: Thresholds) -> Result<StatusReport
     }
     Ok(StatusReport {
         log,
-        relay,
+        relay: Some(relay),
         projections,
         dead_letters,
-        gateways,
+        gateways: Some(gateways),
         healthy: problems.is_empty(),
         problems,
     })

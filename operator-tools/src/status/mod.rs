@@ -15,10 +15,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub log: LogHead,
-    pub relay: RelayStatus,
+    /// None on the embedded backend: no relay, the projector reads the log.
+    pub relay: Option<RelayStatus>,
     pub projections: Vec<ProjectionStatus>,
     pub dead_letters: DeadLetters,
-    pub gateways: Vec<GatewaySockets>,
+    /// None on the embedded backend: the gateway lives in the `chat up`
+    /// process and its sockets are not published where another process can
+    /// count them.
+    pub gateways: Option<Vec<GatewaySockets>>,
     /// No lag above the given thresholds.
     pub healthy: bool,
     /// Why not healthy, one line each.
@@ -79,7 +83,7 @@ pub struct ProjectionStatus {
     pub lag: Lag,
 }
 
-/// The dead-letter queue.
+/// The dead-letter queue (the embedded backend: its table).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetters {
     pub queue: String,

@@ -17,26 +17,33 @@ pub fn table(r: &StatusReport) -> String {
     let _ = writeln!(out, "  global position   {}", r.log.global_position);
     let _ = writeln!(out, "  events (est.)     {}", r.log.events_estimate);
     let _ = writeln!(out, "\nRELAY");
-    let _ = writeln!(
-        out,
-        "  checkpoint        {}",
-        r.relay.checkpoint.clone().unwrap_or_else(none)
-    );
-    let _ = writeln!(out, "  lag               {}", lag(r.relay.lag));
-    match &r.relay.hold_back {
+    match &r.relay {
         None => {
-            let _ = writeln!(out, "  hold-back         none");
+            let _ = writeln!(out, "  none (embedded: the projector reads the log)");
         }
-        Some(h) => {
+        Some(relay) => {
             let _ = writeln!(
                 out,
-                "  hold-back         pid {} in {} ({}), transaction open {:.1} s, {} committed events not yet readable",
-                h.pid,
-                h.database.as_deref().unwrap_or("?"),
-                h.state.as_deref().unwrap_or("?"),
-                h.transaction_age_seconds,
-                h.held_back_events
+                "  checkpoint        {}",
+                relay.checkpoint.clone().unwrap_or_else(none)
             );
+            let _ = writeln!(out, "  lag               {}", lag(relay.lag));
+            match &relay.hold_back {
+                None => {
+                    let _ = writeln!(out, "  hold-back         none");
+                }
+                Some(h) => {
+                    let _ = writeln!(
+                        out,
+                        "  hold-back         pid {} in {} ({}), transaction open {:.1} s, {} committed events not yet readable",
+                        h.pid,
+                        h.database.as_deref().unwrap_or("?"),
+                        h.state.as_deref().unwrap_or("?"),
+                        h.transaction_age_seconds,
+                        h.held_back_events
+                    );
+                }
+            }
         }
     }
     let _ = writeln!(out, "\nPROJECTIONS");
@@ -71,15 +78,23 @@ pub fn table(r: &StatusReport) -> String {
         .map_or_else(|| "not declared yet".to_owned(), |d| d.to_string());
     let _ = writeln!(out, "  {:<17} {depth}", r.dead_letters.queue);
     let _ = writeln!(out, "\nGATEWAYS");
-    if r.gateways.is_empty() {
-        let _ = writeln!(out, "  none reporting");
-    } else {
-        let rows: Vec<Vec<String>> = r
-            .gateways
-            .iter()
-            .map(|g| vec![g.instance.clone(), g.sockets.to_string()])
-            .collect();
-        columns(&mut out, &["INSTANCE", "SOCKETS"], &rows);
+    match &r.gateways {
+        None => {
+            let _ = writeln!(
+                out,
+                "  in the `chat up` process (embedded: its sockets are not counted from outside)"
+            );
+        }
+        Some(gateways) if gateways.is_empty() => {
+            let _ = writeln!(out, "  none reporting");
+        }
+        Some(gateways) => {
+            let rows: Vec<Vec<String>> = gateways
+                .iter()
+                .map(|g| vec![g.instance.clone(), g.sockets.to_string()])
+                .collect();
+            columns(&mut out, &["INSTANCE", "SOCKETS"], &rows);
+        }
     }
     let _ = writeln!(out);
     if r.healthy {
@@ -107,7 +122,7 @@ mod tests {
                 global_position: 3,
                 events_estimate: 3,
             },
-            relay: RelayStatus {
+            relay: Some(RelayStatus {
                 checkpoint: None,
                 updated_at: None,
                 lag: Lag {
@@ -115,7 +130,7 @@ mod tests {
                     lag_seconds: 1.26,
                 },
                 hold_back: None,
-            },
+            }),
             projections: vec![ProjectionStatus {
                 name: "read-model".into(),
                 checkpoint: Some(2),
@@ -127,10 +142,10 @@ mod tests {
                 queue: "projector.dlq".into(),
                 depth: Some(4),
             },
-            gateways: vec![GatewaySockets {
+            gateways: Some(vec![GatewaySockets {
                 instance: "gw-1".into(),
                 sockets: 12,
-            }],
+            }]),
             healthy: false,
             problems: vec!["relay lags 3 events (max 1)".into()],
         };
@@ -145,5 +160,35 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn embedded_says_there_is_no_relay_nor_gateway_to_count() {
+        let report = StatusReport {
+            log: LogHead {
+                head_cursor: Some("9-9".into()),
+                global_position: 9,
+                events_estimate: 9,
+            },
+            relay: None,
+            projections: Vec::new(),
+            dead_letters: DeadLetters {
+                queue: "rm.dead_letters".into(),
+                depth: Some(1),
+            },
+            gateways: None,
+            healthy: true,
+            problems: Vec::new(),
+        };
+        let text = table(&report);
+        for expected in [
+            "RELAY\n  none (embedded: the projector reads the log)",
+            "rm.dead_letters   1",
+            "GATEWAYS\n  in the `chat up` process",
+            "STATUS  ok",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing in\n{text}");
+        }
+        assert!(!text.contains("hold-back"), "{text}");
     }
 }

@@ -1,0 +1,133 @@
+//! The edge on the embedded backend: opens the data directory, runs a
+//! command, prints as the services path prints (the same tables and JSON),
+//! picks the exit code.
+
+use super::Embedded;
+use super::dlq::{Dlq, Retried};
+use crate::handlers::{letters_table, show_text, thresholds};
+use crate::progress::Progress;
+use crate::rebuild::{self, PROJECTIONS, RebuildOptions};
+use crate::{DlqCommand, RebuildArgs, StatusArgs, status};
+use anyhow::Context;
+use service_kit::Settings;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// `chat rebuild`.
+pub(crate) async fn rebuild(args: RebuildArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let projections = match (&args.projection, args.all) {
+        (_, true) => PROJECTIONS.to_vec(),
+        (Some(name), false) => vec![rebuild::projection(name)?],
+        (None, false) => anyhow::bail!("name a projection or pass --all"),
+    };
+    let files = Embedded::open(&settings.data_dir).await?;
+    let options = RebuildOptions {
+        page_size: args.page_size as usize,
+        ..RebuildOptions::default()
+    };
+    for p in projections {
+        let progress = Progress::stderr(&format!("rebuild {}", p.name));
+        let result = tokio::select! {
+            result = super::rebuild::rebuild(&files.data, &files.log, p, &options, &progress) => result,
+            _ = tokio::signal::ctrl_c() => {
+                progress.finish();
+                eprintln!(
+                    "chat rebuild: interrupted; the live {} is untouched (the next run drops the partial {})",
+                    p.name, p.rebuild_schema
+                );
+                return Ok(ExitCode::from(130));
+            }
+        };
+        progress.finish();
+        let report = result.with_context(|| format!("rebuilding {}", p.name))?;
+        eprintln!("{}", report.summary());
+    }
+    files.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chat status`.
+pub(crate) async fn status(
+    args: StatusArgs,
+    settings: &Settings,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let files = Embedded::open(&settings.data_dir).await?;
+    let report = super::status::gather(&files.log, &files.read, thresholds(&args)).await;
+    files.close().await;
+    let report = report.context("reading the embedded data directory")?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write!(out, "{}", status::table(&report))?;
+    }
+    Ok(if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `chat dlq ...`.
+pub(crate) async fn dlq(
+    command: DlqCommand,
+    settings: &Settings,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let files = Embedded::open(&settings.data_dir).await?;
+    let result = dlq_command(&Dlq::new(&files.read, &files.log), command, out).await;
+    files.close().await;
+    result
+}
+
+async fn dlq_command(
+    dlq: &Dlq<'_>,
+    command: DlqCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List { json, limit } => {
+            let letters = dlq.list(limit).await?;
+            if json {
+                for letter in &letters {
+                    writeln!(out, "{}", serde_json::to_string(letter)?)?;
+                }
+            } else {
+                write!(out, "{}", letters_table(&letters))?;
+            }
+            eprintln!("{} dead letter(s) shown", letters.len());
+        }
+        DlqCommand::Show { id, json } => {
+            for detail in dlq.show(&id).await? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&detail)?)?;
+                } else {
+                    writeln!(out, "{}", show_text(&detail)?)?;
+                }
+            }
+        }
+        DlqCommand::Retry { id, all } => {
+            let id = if all { None } else { id };
+            let (retried, failed) = dlq.retry(id.as_deref()).await?;
+            for (letter, how) in &retried {
+                let how = match how {
+                    Retried::Applied => "applied to the live read model",
+                    Retried::Duplicate => "the live read model had it already",
+                };
+                eprintln!("retried {}: {how}", letter.id);
+            }
+            for error in &failed {
+                eprintln!("chat dlq retry: {error}");
+            }
+            eprintln!("{} retried, {} failed", retried.len(), failed.len());
+            if !failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DlqCommand::Drop { id } => {
+            let n = dlq.drop_letter(&id).await?;
+            eprintln!("dropped {n} dead letter(s) with id {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
