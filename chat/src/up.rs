@@ -104,6 +104,11 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         choice.backend.as_str(),
         choice.reason
     );
+    if args.no_projector && choice.backend == Backend::Embedded {
+        anyhow::bail!(
+            "--no-projector is for the services backend: on the embedded one the projector runs in this process"
+        );
+    }
     // Bound before any service is reached: a taken port is one clear line,
     // not a half-started process tearing its broker connections down.
     let listener =
@@ -137,14 +142,7 @@ pub async fn run(settings: Settings, args: UpArgs, role: Role) -> anyhow::Result
         (Engine::Services(services), Role::Everything) => {
             services.spawn_workers(&wiring, !args.no_projector, &shutdown)
         }
-        (Engine::Embedded(embedded), Role::Everything) => {
-            if args.no_projector {
-                anyhow::bail!(
-                    "--no-projector is for the services backend: on the embedded one the projector runs in this process"
-                );
-            }
-            embedded.spawn_workers(&shutdown)
-        }
+        (Engine::Embedded(embedded), Role::Everything) => embedded.spawn_workers(&shutdown),
     };
     let ws = &settings.ws;
     let own_origins = match tls {
