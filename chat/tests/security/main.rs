@@ -6,11 +6,13 @@
 //! not be (counted in the event log's own database).
 //!
 //! `server` starts one `chat up` per test process (shared by the tests of a
-//! `cargo test` run while they overlap); `http` and `ws` are raw clients that
-//! send exactly the bytes a test wrote.
+//! `cargo test` run while they overlap); `http` and `ws` (in `tests/common`,
+//! shared with the backends suite) are raw clients that send exactly the
+//! bytes a test wrote.
 
 mod accounts;
 mod channels;
+#[path = "../common/http.rs"]
 mod http;
 mod inputs;
 mod jwt;
@@ -23,4 +25,5 @@ mod slowloris;
 mod strings;
 mod tokens;
 mod traversal;
+#[path = "../common/ws.rs"]
 mod ws;
