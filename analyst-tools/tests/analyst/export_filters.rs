@@ -1,13 +1,14 @@
 //! `--stream`, `--category`, `--type` and `--until` (a cursor or a time)
-//! select exactly what the same condition selects in SQL, in commit order.
+//! select exactly the events of the log that satisfy the same condition, in
+//! commit order, on both backends.
 
 use crate::helpers::{Log, cursors, export_lines};
 use analyst_tools::{Category, EventsArgs};
 use domain::{ChannelCommand, channel_stream};
 
-#[tokio::test]
-async fn filters_select_what_sql_selects() {
-    let log = Log::new().await;
+both!(filters_select_what_the_condition_selects);
+
+async fn filters_select_what_the_condition_selects(log: Log) {
     let ann = log.register("ann").await;
     let bob = log.register("bob").await;
     let general = log.create_channel(ann, "general").await;
@@ -25,8 +26,8 @@ async fn filters_select_what_sql_selects() {
         .await;
 
     let got = |args: EventsArgs| {
-        let pool = log.pool().clone();
-        async move { cursors(&export_lines(&pool, &args).await) }
+        let source = log.source();
+        async move { cursors(&export_lines(&source, &args).await) }
     };
     let general_stream = channel_stream(general);
 
@@ -35,9 +36,7 @@ async fn filters_select_what_sql_selects() {
         ..EventsArgs::default()
     })
     .await;
-    let expected = log
-        .sql_cursors(&format!("WHERE stream_id = '{general_stream}'"))
-        .await;
+    let expected = log.cursors_where(|e| e.stream_id == general_stream).await;
     assert_eq!(stream, expected);
     assert_eq!(stream.len(), 9, "create, 2 joins, 5 messages, kick");
 
@@ -48,7 +47,8 @@ async fn filters_select_what_sql_selects() {
     .await;
     assert_eq!(
         channels,
-        log.sql_cursors("WHERE stream_id LIKE 'channel-%'").await
+        log.cursors_where(|e| e.stream_id.starts_with("channel-"))
+            .await
     );
     let users = got(EventsArgs {
         category: Some(Category::User),
@@ -57,7 +57,8 @@ async fn filters_select_what_sql_selects() {
     .await;
     assert_eq!(
         users,
-        log.sql_cursors("WHERE stream_id LIKE 'user-%'").await
+        log.cursors_where(|e| e.stream_id.starts_with("user-"))
+            .await
     );
     assert_eq!(users.len(), 3);
 
@@ -68,12 +69,12 @@ async fn filters_select_what_sql_selects() {
     .await;
     assert_eq!(
         types,
-        log.sql_cursors("WHERE event_type IN ('MemberJoined', 'MemberKicked')")
+        log.cursors_where(|e| ["MemberJoined", "MemberKicked"].contains(&e.event_type.as_str()))
             .await
     );
     assert_eq!(types.len(), 3);
 
-    let all = log.sql_cursors("").await;
+    let all = log.cursors_where(|_| true).await;
     let middle = all[all.len() / 2].clone();
     let until_cursor = got(EventsArgs {
         until: Some(middle.clone()),
@@ -91,12 +92,7 @@ async fn filters_select_what_sql_selects() {
         ..EventsArgs::default()
     })
     .await;
-    let expected = log
-        .sql_cursors(&format!(
-            "WHERE recorded_at <= '{}'",
-            before_cat.to_rfc3339()
-        ))
-        .await;
+    let expected = log.cursors_where(|e| e.recorded_at <= before_cat).await;
     assert_eq!(until_time, expected);
     assert_eq!(until_time.len(), all.len() - 4, "cat's 4 events come after");
 
@@ -109,11 +105,8 @@ async fn filters_select_what_sql_selects() {
     .await;
     assert_eq!(
         combined,
-        log.sql_cursors(&format!(
-            "WHERE event_type = 'MessageSent' AND recorded_at <= '{}'",
-            before_cat.to_rfc3339()
-        ))
-        .await
+        log.cursors_where(|e| e.event_type == "MessageSent" && e.recorded_at <= before_cat)
+            .await
     );
     assert_eq!(combined.len(), 8);
 

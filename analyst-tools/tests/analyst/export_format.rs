@@ -1,13 +1,13 @@
 //! CSV parses back (RFC 4180) into the same rows as the NDJSON export; the
 //! CLI entry point writes `--output` files and refuses bad cursors and times
-//! with one line.
+//! with one line; on both backends. An embedded data directory that is not
+//! there is one line too.
 
 use crate::helpers::{Log, export, export_lines, parse_csv};
 use analyst_tools::{AnalystCommand, EventsArgs, Format};
 use domain::ChannelCommand;
 
-async fn tricky_log() -> Log {
-    let log = Log::new().await;
+async fn tricky_log(log: Log) -> Log {
     let owner = log.register("ann").await;
     let bob = log.register("bob").await;
     let channel = log.create_channel(owner, "general, \"quoted\"").await;
@@ -25,12 +25,17 @@ async fn tricky_log() -> Log {
     log
 }
 
-#[tokio::test]
-async fn csv_parses_back_to_the_ndjson_rows() {
-    let log = tricky_log().await;
-    let lines = export_lines(log.pool(), &EventsArgs::default()).await;
+both!(
+    csv_parses_back_to_the_ndjson_rows,
+    the_cli_entry_writes_the_output_file_and_refuses_bad_input
+);
+
+async fn csv_parses_back_to_the_ndjson_rows(log: Log) {
+    let log = tricky_log(log).await;
+    let source = log.source();
+    let lines = export_lines(&source, &EventsArgs::default()).await;
     let csv = export(
-        log.pool(),
+        &source,
         &EventsArgs {
             format: Format::Csv,
             ..EventsArgs::default()
@@ -78,7 +83,7 @@ async fn csv_parses_back_to_the_ndjson_rows() {
     assert!(contents.contains(&"two\r\nlines\nand a bare LF"));
 
     let no_header = export(
-        log.pool(),
+        &source,
         &EventsArgs {
             format: Format::Csv,
             no_header: true,
@@ -94,9 +99,8 @@ async fn csv_parses_back_to_the_ndjson_rows() {
     );
 }
 
-#[tokio::test]
-async fn the_cli_entry_writes_the_output_file_and_refuses_bad_input() {
-    let log = tricky_log().await;
+async fn the_cli_entry_writes_the_output_file_and_refuses_bad_input(log: Log) {
+    let log = tricky_log(log).await;
     let settings = log.settings("postgres://postgres@localhost:5432/unused_read");
     let dir = std::env::temp_dir().join(format!("analyst-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -112,7 +116,7 @@ async fn the_cli_entry_writes_the_output_file_and_refuses_bad_input() {
     .expect("exports");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     let written = std::fs::read_to_string(&file).expect("output file");
-    assert_eq!(written, export(log.pool(), &EventsArgs::default()).await);
+    assert_eq!(written, export(&log.source(), &EventsArgs::default()).await);
     let _ = std::fs::remove_dir_all(&dir);
 
     for (after, until, expected) in [
@@ -135,4 +139,51 @@ async fn the_cli_entry_writes_the_output_file_and_refuses_bad_input() {
         assert!(line.starts_with(expected), "{line}");
         assert!(!line.contains('\n'), "one line: {line}");
     }
+}
+
+#[tokio::test]
+async fn a_missing_data_directory_is_one_clear_line() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("nothing-here");
+    let shown = missing.display().to_string();
+    let settings = service_kit::Settings::from_lookup(|name| match name {
+        "CHAT_BACKEND" => Some("embedded".into()),
+        "CHAT_DATA_DIR" => Some(shown.clone()),
+        _ => None,
+    })
+    .expect("settings");
+    let state = analyst_tools::StateArgs {
+        aggregate: analyst_tools::Aggregate::Channel(analyst_tools::ChannelStateArgs {
+            id: uuid::Uuid::now_v7().to_string(),
+            as_of: None,
+            json: false,
+        }),
+    };
+    let replay = analyst_tools::ReplayArgs {
+        projection: analyst_tools::Projection::ReadModel,
+        until: "1".into(),
+        into: dir.path().join("asof.db").display().to_string(),
+        force: false,
+        batch: 10,
+        jobs: 1,
+    };
+    for command in [
+        AnalystCommand::Events(EventsArgs::default()),
+        AnalystCommand::State(state),
+        AnalystCommand::Replay(replay),
+    ] {
+        let err = analyst_tools::run(command, &settings)
+            .await
+            .expect_err("no data directory");
+        let line = format!("{err:#}");
+        assert_eq!(
+            line,
+            format!("no embedded data in {shown} (run `chat up` first, or set CHAT_DATA_DIR)")
+        );
+    }
+    assert!(!missing.exists(), "the tools create nothing");
+    assert!(
+        !dir.path().join("asof.db").exists(),
+        "nor the replay target"
+    );
 }

@@ -62,7 +62,7 @@ async fn concurrent_writers_export_in_commit_order_without_gaps_or_duplicates() 
     // Writers whose transactions take a position, then wait before committing:
     // later-committing events with lower positions, which a naive reader skips.
     for w in 0..3u64 {
-        let store = log.store.clone();
+        let store = log.store().clone();
         let keep_writing = keep_writing.clone();
         writers.push(tokio::spawn(async move {
             for n in (0..).take_while(|n| keep_writing(*n as usize)) {
@@ -85,7 +85,7 @@ async fn concurrent_writers_export_in_commit_order_without_gaps_or_duplicates() 
     // A reader tailing the log while they write: each pass resumes after the
     // last cursor it printed.
     let tail = {
-        let pool = log.pool().clone();
+        let source = log.source();
         let done = done.clone();
         let passes = passes.clone();
         tokio::spawn(async move {
@@ -96,7 +96,7 @@ async fn concurrent_writers_export_in_commit_order_without_gaps_or_duplicates() 
                     after: seen.last().cloned(),
                     ..EventsArgs::default()
                 };
-                let page = cursors(&export_lines(&pool, &args).await);
+                let page = cursors(&export_lines(&source, &args).await);
                 let empty = page.is_empty();
                 if !empty && !finished {
                     passes.fetch_add(1, Ordering::SeqCst);
@@ -118,7 +118,7 @@ async fn concurrent_writers_export_in_commit_order_without_gaps_or_duplicates() 
 
     let expected = log.sql_cursors("").await;
     assert!(expected.len() > 200, "the writers wrote {}", expected.len());
-    let whole = export_lines(log.pool(), &EventsArgs::default()).await;
+    let whole = export_lines(&log.source(), &EventsArgs::default()).await;
     assert_eq!(
         cursors(&whole),
         expected,
@@ -149,20 +149,20 @@ fn rand_ms(a: usize, b: usize) -> u64 {
     ((a * 7 + b * 13) % 5) as u64
 }
 
-#[tokio::test]
-async fn resuming_after_every_kth_cursor_yields_exactly_the_rest() {
-    let log = Log::new().await;
+both!(resuming_after_every_kth_cursor_yields_exactly_the_rest);
+
+async fn resuming_after_every_kth_cursor_yields_exactly_the_rest(log: Log) {
     let owner = log.register("owner").await;
     let channel = log.create_channel(owner, "general").await;
     for n in 0..60 {
         log.send(owner, channel, &format!("message {n}")).await;
     }
-    let all = export_lines(log.pool(), &EventsArgs::default()).await;
+    let all = export_lines(&log.source(), &EventsArgs::default()).await;
     assert_eq!(all.len(), 62);
     for k in (0..all.len()).step_by(5) {
         let cursor = all[k]["cursor"].as_str().expect("cursor").to_owned();
         let rest = export_lines(
-            log.pool(),
+            &log.source(),
             &EventsArgs {
                 after: Some(cursor.clone()),
                 ..EventsArgs::default()
@@ -173,7 +173,7 @@ async fn resuming_after_every_kth_cursor_yields_exactly_the_rest() {
     }
     let last = all.last().and_then(|l| l["cursor"].as_str()).expect("last");
     let nothing = export_lines(
-        log.pool(),
+        &log.source(),
         &EventsArgs {
             after: Some(last.to_owned()),
             ..EventsArgs::default()
@@ -203,7 +203,7 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
         .await
         .expect("insert");
     }
-    let exported: Vec<String> = cursors(&export_lines(log.pool(), &EventsArgs::default()).await)
+    let exported: Vec<String> = cursors(&export_lines(&log.source(), &EventsArgs::default()).await)
         .iter()
         .map(|c| c.split('-').next().unwrap_or_default().to_owned())
         .collect();
@@ -213,7 +213,7 @@ async fn commit_order_is_numeric_across_a_digit_boundary() {
         .collect();
     assert_eq!(exported, expected);
     let until = export_lines(
-        log.pool(),
+        &log.source(),
         &EventsArgs {
             after: Some(format!("{}-0", p - 1)),
             until: Some(format!("{}-999999", p + 1)),

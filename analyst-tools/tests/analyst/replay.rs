@@ -1,26 +1,33 @@
-//! A replay into a separate database at time T (or position P) holds the
-//! same rows as a read model built live from the events up to T; the live
-//! read database and a filled target are refused.
+//! A replay into a separate target at time T (or position P) holds the same
+//! rows as a read model built the live way from the events up to T; the live
+//! read model and a filled target are refused. On both backends: the target
+//! is a database on PostgreSQL, a SQLite file on the embedded backend.
 
 use crate::helpers::Log;
 use analyst_tools::{AnalystCommand, AnalystError, Projection, ReplayArgs};
 use chrono::{DateTime, Utc};
-use domain::{ChannelCommand, Event, MessageFacts, Role, StoredEvent};
-use event_store::PgEventStore;
+use domain::{ChannelCommand, ChannelId, Event, MessageFacts, Role, StoredEvent, UserId};
+use event_store::RecordedEvent;
+use read_model::{PgReadModel, ReadModel, SqliteReadModel};
 use sqlx::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use std::any::Any;
+use std::path::Path;
 use test_support::{ScratchDb, TestDb};
 
+const TABLES: [&str; 6] = [
+    "users",
+    "channels",
+    "members",
+    "bans",
+    "messages",
+    "stream_positions",
+];
+
 /// Every row of the read model's tables (checkpoints aside), as sorted JSON.
-async fn dump(pool: &PgPool) -> Vec<(String, String)> {
+async fn dump_pg(pool: &PgPool) -> Vec<(String, String)> {
     let mut tables = Vec::new();
-    for table in [
-        "users",
-        "channels",
-        "members",
-        "bans",
-        "messages",
-        "stream_positions",
-    ] {
+    for table in TABLES {
         let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]')::text FROM rm.{table} t"
         )))
@@ -32,43 +39,141 @@ async fn dump(pool: &PgPool) -> Vec<(String, String)> {
     tables
 }
 
-/// A read model built the live way: `apply_event` over the log's events that
-/// satisfy `condition`, in commit order.
-async fn live_model(log: &Log, condition: &str) -> TestDb {
-    let read = TestDb::new_read_model().await;
-    let events = PgEventStore::new(log.pool().clone())
-        .read_all(
-            event_store::Cursor::START,
-            100_000,
-            &event_store::LogFilter::default(),
-        )
+/// The same for a SQLite read-model file (its tables are schema `rm`).
+async fn dump_sqlite(path: &Path) -> Vec<(String, String)> {
+    let pool: SqlitePool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
         .await
-        .expect("log");
-    let wanted: Vec<uuid::Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT event_id FROM events WHERE {condition}"
-    )))
-    .fetch_all(log.pool())
-    .await
-    .expect("wanted");
-    let mut tx = read.pool.begin().await.expect("begin");
-    let mut writes = read_model::PgReadWrites::new(&mut tx, "rm");
-    for recorded in events.iter().filter(|e| wanted.contains(&e.event_id)) {
+        .expect("open the file");
+    let mut tables = Vec::new();
+    for table in TABLES {
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+            .bind(table)
+            .fetch_all(&pool)
+            .await
+            .expect("columns");
+        assert!(!columns.is_empty(), "{table} exists");
+        // UUIDs are blobs, which JSON cannot hold: as hex text.
+        let pairs: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "'{c}', CASE typeof(\"{c}\") WHEN 'blob' THEN hex(\"{c}\") ELSE \"{c}\" END"
+                )
+            })
+            .collect();
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT json_object({}) AS j FROM \"{table}\" ORDER BY j",
+            pairs.join(", ")
+        )))
+        .fetch_all(&pool)
+        .await
+        .expect("dump");
+        tables.push((table.to_owned(), format!("[{}]", rows.join(","))));
+    }
+    pool.close().await;
+    tables
+}
+
+/// Where a replay writes: its `--into`, and what keeps it alive.
+struct Target {
+    into: String,
+    _owner: Box<dyn Any + Send>,
+}
+
+/// A target not there yet (`created` false) or an empty read model.
+async fn target(log: &Log, name: &str, created: bool) -> Target {
+    if log.is_sqlite() {
+        let path = log.scratch_path(&format!("{name}.db"));
+        if created {
+            SqliteReadModel::open(&path)
+                .await
+                .expect("an empty read model")
+                .close()
+                .await;
+        }
+        return Target {
+            into: path.display().to_string(),
+            _owner: Box::new(()),
+        };
+    }
+    if created {
+        let db = TestDb::new_read_model().await;
+        Target {
+            into: db.url.clone(),
+            _owner: Box::new(db),
+        }
+    } else {
+        let db = ScratchDb::new("chat_test_replay");
+        Target {
+            into: db.url.clone(),
+            _owner: Box::new(db),
+        }
+    }
+}
+
+/// The rows of the target at `into`.
+async fn dump(log: &Log, into: &str) -> Vec<(String, String)> {
+    if log.is_sqlite() {
+        return dump_sqlite(Path::new(into)).await;
+    }
+    let pool = PgPool::connect(into).await.expect("the target exists");
+    let rows = dump_pg(&pool).await;
+    pool.close().await;
+    rows
+}
+
+/// The target at `into` as the services read a read model.
+async fn model(log: &Log, into: &str) -> Box<dyn ReadModel> {
+    if log.is_sqlite() {
+        Box::new(SqliteReadModel::open(Path::new(into)).await.expect("open"))
+    } else {
+        Box::new(PgReadModel::new(
+            PgPool::connect(into).await.expect("the target exists"),
+        ))
+    }
+}
+
+/// The rows of a read model built the live way: `apply_event` over the log's
+/// events that `keep` keeps, in commit order, through the read-model port.
+async fn live_model(log: &Log, keep: impl Fn(&RecordedEvent) -> bool) -> Vec<(String, String)> {
+    let scratch = target(log, &format!("live-{}", uuid::Uuid::new_v4()), true).await;
+    let read = model(log, &scratch.into).await;
+    let mut tx = read.begin(read_model::LIVE_SCHEMA).await.expect("begin");
+    for recorded in log.all().await.iter().filter(|e| keep(e)) {
         let event = Event::from_stored(&StoredEvent {
             event_type: recorded.event_type.clone(),
             schema_version: recorded.schema_version,
             data: recorded.data.clone(),
         })
         .expect("decodes");
-        projector::apply_event(&mut writes, &log.store, recorded, &event)
+        projector::apply_event(&mut *tx, log.port.as_ref(), recorded, &event)
             .await
             .expect("applies");
     }
     tx.commit().await.expect("commit");
-    read
+    drop(read);
+    dump(log, &scratch.into).await
+}
+
+/// The live read database the settings name (PostgreSQL), kept alive.
+async fn live_read(log: &Log) -> (String, Option<TestDb>) {
+    if log.is_sqlite() {
+        return (String::new(), None);
+    }
+    let db = TestDb::new_read_model().await;
+    (db.url.clone(), Some(db))
+}
+
+struct History {
+    t: DateTime<Utc>,
+    general: ChannelId,
+    cat: UserId,
 }
 
 /// A history with a change of every kind on each side of the returned time.
-async fn history(log: &Log) -> DateTime<Utc> {
+async fn history(log: &Log) -> History {
     let ann = log.register("ann").await;
     let bob = log.register("bob").await;
     let cat = log.register("cat").await;
@@ -115,7 +220,7 @@ async fn history(log: &Log) -> DateTime<Utc> {
     )
     .await;
     log.command(bob, random, ChannelCommand::Archive).await;
-    t
+    History { t, general, cat }
 }
 
 fn args(until: &str, into: &str, force: bool) -> ReplayArgs {
@@ -129,74 +234,68 @@ fn args(until: &str, into: &str, force: bool) -> ReplayArgs {
     }
 }
 
-#[tokio::test]
-async fn replay_at_a_time_equals_the_live_model_built_up_to_it() {
-    let log = Log::new().await;
-    let t = history(&log).await;
-    let live_read = TestDb::new_read_model().await;
-    let settings = log.settings(&live_read.url);
-    let target = ScratchDb::new("chat_test_replay");
+both!(
+    replay_at_a_time_equals_the_live_model_built_up_to_it,
+    replay_to_a_position_and_its_refusals
+);
+
+async fn replay_at_a_time_equals_the_live_model_built_up_to_it(log: Log) {
+    let History { t, general, cat } = history(&log).await;
+    let (live_url, _live) = live_read(&log).await;
+    let settings = log.settings(&live_url);
+    let target = target(&log, "asof", false).await;
 
     let code = analyst_tools::run(
-        AnalystCommand::Replay(args(&t.to_rfc3339(), &target.url, false)),
+        AnalystCommand::Replay(args(&t.to_rfc3339(), &target.into, false)),
         &settings,
     )
     .await
     .expect("replays");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
-    let replayed = analyst_tools::open_log(&target.url)
-        .await
-        .expect("target exists");
-    let expected = live_model(&log, &format!("recorded_at <= '{}'", t.to_rfc3339())).await;
-    assert_eq!(dump(&replayed).await, dump(&expected.pool).await);
+    let replayed = dump(&log, &target.into).await;
+    assert_eq!(replayed, live_model(&log, |e| e.recorded_at <= t).await);
 
-    let members: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT u.username, m.muted FROM rm.members m JOIN rm.users u USING (user_id) \
-         JOIN rm.channels c USING (channel_id) WHERE c.name = 'general' ORDER BY 1",
-    )
-    .fetch_all(&replayed)
-    .await
-    .expect("members");
-    let cat_muted = ("cat".to_owned(), true);
-    assert_eq!(
-        members,
-        [("ann".into(), false), ("bob".into(), false), cat_muted]
-    );
-    let now = live_model(&log, "true").await;
+    let read = model(&log, &target.into).await;
+    let members: Vec<String> = read
+        .members(general.0, 10)
+        .await
+        .expect("members")
+        .into_iter()
+        .filter_map(|m| m.username)
+        .collect();
+    assert_eq!(members, ["ann", "bob", "cat"]);
+    let cats = read.channels_of(cat.0, 100).await.expect("cat's channels");
+    assert_eq!(cats.len(), 1);
+    assert!(cats[0].muted, "cat had muted general at T");
     assert_ne!(
-        dump(&replayed).await,
-        dump(&now.pool).await,
+        replayed,
+        live_model(&log, |_| true).await,
         "the past differs from now"
     );
-    let checkpoint: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM rm.checkpoints WHERE projection = 'replay'")
-            .fetch_one(&replayed)
-            .await
-            .expect("checkpoint");
-    assert_eq!(checkpoint, 1);
-    replayed.close().await;
+    let last_applied = log
+        .all()
+        .await
+        .into_iter()
+        .filter(|e| e.recorded_at <= t)
+        .map(|e| e.global_position)
+        .max();
+    let checkpoint = read.checkpoint("replay").await.expect("checkpoint");
+    assert_eq!(checkpoint.map(|c| c.global_position), last_applied);
 }
 
-#[tokio::test]
-async fn replay_to_a_position_and_its_refusals() {
-    let log = Log::new().await;
+async fn replay_to_a_position_and_its_refusals(log: Log) {
     history(&log).await;
-    let live_read = TestDb::new_read_model().await;
-    let settings = log.settings(&live_read.url);
-    let pool = analyst_tools::LogSource::Postgres(
-        analyst_tools::open_log(&log.db.url).await.expect("log"),
-    );
-    let position: i64 = sqlx::query_scalar(
-        "SELECT global_position FROM events ORDER BY global_position OFFSET 9 LIMIT 1",
-    )
-    .fetch_one(log.pool())
-    .await
-    .expect("position");
-    let target = TestDb::new_read_model().await;
+    let (live_url, _live) = live_read(&log).await;
+    let settings = log.settings(&live_url);
+    let source = log.source();
+    let mut positions: Vec<i64> = log.all().await.iter().map(|e| e.global_position).collect();
+    positions.sort_unstable();
+    let position = positions[9];
+    let target = target(&log, "position", true).await;
     let mut hidden = analyst_tools::progress::Progress::hidden();
     let summary = analyst_tools::replay::replay(
-        &pool,
-        &args(&position.to_string(), &target.url, false),
+        &source,
+        &args(&position.to_string(), &target.into, false),
         &settings,
         &mut hidden,
     )
@@ -204,12 +303,14 @@ async fn replay_to_a_position_and_its_refusals() {
     .expect("an empty read model is an empty target");
     assert_eq!(summary.events, 10);
     assert_eq!(summary.last.map(|(c, _)| c.global_position), Some(position));
-    let expected = live_model(&log, &format!("global_position <= {position}")).await;
-    assert_eq!(dump(&target.pool).await, dump(&expected.pool).await);
+    assert_eq!(
+        dump(&log, &target.into).await,
+        live_model(&log, |e| e.global_position <= position).await
+    );
 
     let again = analyst_tools::replay::replay(
-        &pool,
-        &args("2100-01-01T00:00:00Z", &target.url, false),
+        &source,
+        &args("2100-01-01T00:00:00Z", &target.into, false),
         &settings,
         &mut hidden,
     )
@@ -222,33 +323,53 @@ async fn replay_to_a_position_and_its_refusals() {
         "{reason}"
     );
     let forced = analyst_tools::replay::replay(
-        &pool,
-        &args("2100-01-01T00:00:00Z", &target.url, true),
+        &source,
+        &args("2100-01-01T00:00:00Z", &target.into, true),
         &settings,
         &mut hidden,
     )
     .await
     .expect("--force replaces");
-    let all = live_model(&log, "true").await;
-    assert_eq!(forced.events, log.sql_cursors("").await.len() as u64);
-    assert_eq!(dump(&target.pool).await, dump(&all.pool).await);
+    assert_eq!(forced.events, positions.len() as u64);
+    assert_eq!(
+        dump(&log, &target.into).await,
+        live_model(&log, |_| true).await
+    );
 
-    let live_spelled_otherwise = live_read.url.replace("localhost", "127.0.0.1");
-    for into in [
-        live_read.url.as_str(),
-        live_spelled_otherwise.as_str(),
-        log.db.url.as_str(),
-    ] {
+    let live: Vec<String> = match log.data_dir() {
+        Some(data) => vec![
+            data.join("read.db").display().to_string(),
+            format!("{}/./read.db", data.display()),
+            data.join("events.db").display().to_string(),
+            data.join("read-rebuild.db").display().to_string(),
+        ],
+        None => vec![
+            live_url.clone(),
+            live_url.replace("localhost", "127.0.0.1"),
+            log.db().url.clone(),
+        ],
+    };
+    for into in &live {
         let refused =
-            analyst_tools::replay::replay(&pool, &args("1", into, true), &settings, &mut hidden)
+            analyst_tools::replay::replay(&source, &args("1", into, true), &settings, &mut hidden)
                 .await;
         assert!(
             matches!(refused, Err(AnalystError::Refused { .. })),
             "{into}: {refused:?}"
         );
     }
+    if let Some(data) = log.data_dir() {
+        assert!(!data.join("read.db").exists(), "nothing written there");
+        let url = analyst_tools::run(
+            AnalystCommand::Replay(args("1", "postgres://postgres@localhost/x", false)),
+            &settings,
+        )
+        .await
+        .expect_err("a URL on the embedded backend");
+        assert!(format!("{url:#}").starts_with("invalid --into"), "{url:#}");
+    }
     let bad = analyst_tools::run(
-        AnalystCommand::Replay(args("last tuesday", &target.url, false)),
+        AnalystCommand::Replay(args("last tuesday", &target.into, false)),
         &settings,
     )
     .await

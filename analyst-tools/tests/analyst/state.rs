@@ -1,9 +1,10 @@
 //! `chat state channel ID --as-of T` shows the members, roles and bans of
-//! that moment, before and after a role change, a kick and a ban.
+//! that moment, before and after a role change, a kick and a ban, on both
+//! backends.
 
 use crate::helpers::Log;
 use analyst_tools::state::{ChannelState, channel_as_of};
-use analyst_tools::{Aggregate, AnalystError, ChannelStateArgs, LogSource, StateArgs};
+use analyst_tools::{Aggregate, AnalystError, ChannelStateArgs, StateArgs};
 use domain::{ChannelCommand, ChannelId, MessageFacts, Role};
 
 fn roles(state: &ChannelState) -> Vec<(String, Role)> {
@@ -22,9 +23,12 @@ fn banned(state: &ChannelState) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn state_as_of_follows_role_changes_kicks_and_bans() {
-    let log = Log::new().await;
+both!(
+    state_as_of_follows_role_changes_kicks_and_bans,
+    state_prints_text_and_json_and_refuses_bad_input
+);
+
+async fn state_as_of_follows_role_changes_kicks_and_bans(log: Log) {
     let ann = log.register("ann").await;
     let bob = log.register("bob").await;
     let cat = log.register("cat").await;
@@ -70,7 +74,7 @@ async fn state_as_of_follows_role_changes_kicks_and_bans() {
     .await;
     let t4 = log.now().await;
 
-    let source = LogSource::Postgres(log.pool().clone());
+    let source = log.source();
     let at = |t| channel_as_of(&source, channel, t);
     let s1 = at(t1).await.expect("t1");
     assert_eq!(
@@ -129,9 +133,7 @@ async fn state_as_of_follows_role_changes_kicks_and_bans() {
     );
 }
 
-#[tokio::test]
-async fn state_prints_text_and_json_and_refuses_bad_input() {
-    let log = Log::new().await;
+async fn state_prints_text_and_json_and_refuses_bad_input(log: Log) {
     let ann = log.register("ann").await;
     let channel = log.create_channel(ann, "general").await;
     log.send(ann, channel, "hello").await;
