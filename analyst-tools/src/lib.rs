@@ -42,7 +42,9 @@ const EVENTS_EXAMPLES: &str = "Examples:
 const REPLAY_EXAMPLES: &str = "Examples:
   chat replay --projection read-model --until 2026-03-01T12:00:00Z \\
     --into postgres://postgres@localhost:5432/chat_asof
-  psql -h localhost -U postgres chat_asof -c 'select name, last_seq from rm.channels'";
+  psql -h localhost -U postgres chat_asof -c 'select name, last_seq from rm.channels'
+  (embedded backend) chat replay --projection read-model --until 1500 --into ./chat_asof.db
+  sqlite3 ./chat_asof.db 'select name, last_seq from channels'";
 
 const STATE_EXAMPLES: &str = "Examples:
   chat state channel 0190c6e2-7c4a-7d3e-9a55-2b1f0e8d4c11 --as-of 2026-03-01T12:00:00Z
@@ -65,9 +67,10 @@ pub enum AnalystCommand {
     ///
     /// Time travel: reads the log up to the moment (a time, a global position
     /// or a cursor) and applies each event with the projector's own writer into
-    /// schema `rm` of the `--into` database, created if missing; then query the
-    /// past with SQL. Refuses the live read database and the event log, and a
-    /// target that already holds rows unless `--force`.
+    /// schema `rm` of the `--into` database (a SQLite file on the embedded
+    /// backend), created if missing; then query the past with SQL. Refuses the
+    /// live read model and the event log, and a target that already holds rows
+    /// unless `--force`.
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
     /// Prints one aggregate's state at a moment, folded from its events.

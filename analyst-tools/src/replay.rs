@@ -3,7 +3,9 @@
 //! that moment and applying each event with the projector's own
 //! `apply_event`, in batched transactions (so no long write transaction holds
 //! the log's readers back). A reader task fetches the next page while the
-//! current one is applied, spread over `--jobs` connections by stream.
+//! current one is applied, spread over `--jobs` connections by stream. On
+//! the embedded backend the target is a SQLite file, built through the
+//! read-model port with the projector's `apply_batch`.
 
 use crate::log::LogQuery;
 use crate::parse::{self, Until};
@@ -42,20 +44,23 @@ pub struct ReplayArgs {
     /// Examples: `--until 2026-03-01T12:00:00Z`, `--until 1500`, `--until 812-77`.
     #[arg(long, value_name = "TIME|POS")]
     pub until: String,
-    /// The database to build it in, created if missing; the tables go in
-    /// schema `rm`. Never the live read database nor the event log.
-    /// Example: `--into postgres://postgres@localhost:5432/chat_asof`.
-    #[arg(long, value_name = "DATABASE_URL")]
+    /// Where to build it, created if missing: on the services backend a
+    /// database (the tables go in schema `rm`), on the embedded backend a
+    /// SQLite file. Never the live read model nor the event log.
+    /// Examples: `--into postgres://postgres@localhost:5432/chat_asof`,
+    /// `--into ./chat_asof.db`.
+    #[arg(long, value_name = "DATABASE_URL|FILE")]
     pub into: String,
-    /// Replace the `rm` schema of a target that already holds rows
-    /// (an earlier replay). Example: `--force`.
+    /// Replace the `rm` schema (the file, on the embedded backend) of a
+    /// target that already holds rows (an earlier replay). Example: `--force`.
     #[arg(long)]
     pub force: bool,
     /// Events applied per transaction in the target. Example: `--batch 500`.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch: u32,
     /// Connections applying events at once; each takes a share of the
-    /// streams, and a stream's events stay in order. Example: `--jobs 8`.
+    /// streams, and a stream's events stay in order (PostgreSQL; SQLite has
+    /// one writer). Example: `--jobs 8`.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: u32,
 }
