@@ -112,10 +112,7 @@ impl Pipeline {
 
     /// Runs a `chat ...` command line; returns its exit code (or error) and stdout.
     pub async fn chat(&self, args: &[&str]) -> (anyhow::Result<std::process::ExitCode>, String) {
-        let command = parse(args).expect("the command line parses");
-        let mut out = Vec::new();
-        let code = operator_tools::run_with_output(command, &self.settings(), &mut out).await;
-        (code, String::from_utf8(out).expect("utf-8 output"))
+        chat(&self.settings(), args).await
     }
 
     /// Runs a channel command as `actor`.
@@ -125,17 +122,7 @@ impl Pipeline {
         channel: ChannelId,
         intent: Intent,
     ) -> command_service::Executed {
-        let ctx = CommandContext {
-            actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            expected_version: None,
-            idempotency_key: None,
-            request_fingerprint: None,
-        };
-        self.commands
-            .execute(channel, intent, &ctx, "any")
-            .await
-            .expect("command succeeds")
+        command(&self.commands, actor, channel, intent).await
     }
 
     pub async fn channel_command(
@@ -144,19 +131,11 @@ impl Pipeline {
         channel: ChannelId,
         command: ChannelCommand,
     ) {
-        self.command(actor, channel, Intent::Command(command)).await;
+        channel_command(&self.commands, actor, channel, command).await;
     }
 
     pub async fn create_channel(&self, owner: UserId) -> ChannelId {
-        let channel_id = ChannelId::new();
-        let create = ChannelCommand::Create {
-            channel_id,
-            name: "general".into(),
-            kind: ChannelKind::Public,
-            max_members: None,
-        };
-        self.channel_command(owner, channel_id, create).await;
-        channel_id
+        create_channel(&self.commands, owner).await
     }
 
     /// Sends a message; returns its id and seq.
@@ -166,19 +145,7 @@ impl Pipeline {
         channel: ChannelId,
         content: &str,
     ) -> (MessageId, u64) {
-        let message_id = MessageId::new();
-        let send = ChannelCommand::SendMessage {
-            message_id,
-            content: content.into(),
-            message_type: "text".into(),
-            client_msg_id: None,
-        };
-        let executed = self.command(sender, channel, Intent::Command(send)).await;
-        let seq = executed
-            .first_event()
-            .and_then(|e| e.data["seq"].as_u64())
-            .expect("seq");
-        (message_id, seq)
+        send(&self.commands, sender, channel, content).await
     }
 
     /// Waits until the live read model has applied every event of the log.
@@ -217,6 +184,82 @@ impl Drop for Pipeline {
             task.abort();
         }
     }
+}
+
+/// Runs a `chat ...` command line with `settings`; returns its exit code (or
+/// error) and stdout.
+pub async fn chat(
+    settings: &service_kit::Settings,
+    args: &[&str],
+) -> (anyhow::Result<std::process::ExitCode>, String) {
+    let command = parse(args).expect("the command line parses");
+    let mut out = Vec::new();
+    let code = operator_tools::run_with_output(command, settings, &mut out).await;
+    (code, String::from_utf8(out).expect("utf-8 output"))
+}
+
+/// Runs a channel command as `actor` (on either backend's command side).
+pub async fn command(
+    commands: &CommandService,
+    actor: UserId,
+    channel: ChannelId,
+    intent: Intent,
+) -> command_service::Executed {
+    let ctx = CommandContext {
+        actor,
+        correlation_id: uuid::Uuid::now_v7(),
+        expected_version: None,
+        idempotency_key: None,
+        request_fingerprint: None,
+    };
+    commands
+        .execute(channel, intent, &ctx, "any")
+        .await
+        .expect("command succeeds")
+}
+
+pub async fn channel_command(
+    commands: &CommandService,
+    actor: UserId,
+    channel: ChannelId,
+    command: ChannelCommand,
+) {
+    self::command(commands, actor, channel, Intent::Command(command)).await;
+}
+
+/// Creates a public channel named `general` owned by `owner`.
+pub async fn create_channel(commands: &CommandService, owner: UserId) -> ChannelId {
+    let channel_id = ChannelId::new();
+    let create = ChannelCommand::Create {
+        channel_id,
+        name: "general".into(),
+        kind: ChannelKind::Public,
+        max_members: None,
+    };
+    channel_command(commands, owner, channel_id, create).await;
+    channel_id
+}
+
+/// Sends a message; returns its id and seq.
+pub async fn send(
+    commands: &CommandService,
+    sender: UserId,
+    channel: ChannelId,
+    content: &str,
+) -> (MessageId, u64) {
+    let message_id = MessageId::new();
+    let send = ChannelCommand::SendMessage {
+        message_id,
+        content: content.into(),
+        message_type: "text".into(),
+        client_msg_id: None,
+    };
+    let executed = command(commands, sender, channel, Intent::Command(send)).await;
+    let seq = executed
+        .first_event()
+        .and_then(|e| e.data["seq"].as_u64())
+        .expect("seq");
+    (message_id, seq)
 }
 
 /// Parses a `chat ...` command line the way the `chat` binary mounts the tools.
