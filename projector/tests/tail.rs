@@ -2,8 +2,11 @@
 //! projection's own checkpoint into the SQLite read model, announcements on
 //! the in-process bus, and what can never apply in the dead-letter table.
 
-use command_service::{CommandContext, CommandService, Intent};
-use domain::{ChannelCommand, ChannelId, ChannelKind, MessageId, MessagePolicy, UserId};
+#[path = "common/commands.rs"]
+mod commands;
+
+use command_service::CommandService;
+use domain::{ChannelId, MessagePolicy, UserId};
 use event_store::{EventLog, ExpectedVersion, NewEvent, SqliteEventStore};
 use projector::LogTailConfig;
 use read_model::{LIVE_PROJECTION, ReadModel, SqliteReadModel};
@@ -59,41 +62,13 @@ impl Embedded {
         (stop, task)
     }
 
-    async fn command(&self, actor: UserId, channel: ChannelId, command: ChannelCommand) {
-        let ctx = CommandContext {
-            actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            expected_version: None,
-            idempotency_key: None,
-            request_fingerprint: None,
-        };
-        self.commands
-            .execute(channel, Intent::Command(command), &ctx, "any")
-            .await
-            .expect("command succeeds");
-    }
-
     async fn create_channel(&self, owner: UserId) -> ChannelId {
-        let channel_id = ChannelId::new();
-        let create = ChannelCommand::Create {
-            channel_id,
-            name: "general".into(),
-            kind: ChannelKind::Public,
-            max_members: None,
-        };
-        self.command(owner, channel_id, create).await;
-        channel_id
+        commands::create_channel(&self.commands, owner).await
     }
 
     async fn send(&self, sender: UserId, channel: ChannelId, n: usize) {
         for i in 0..n {
-            let send = ChannelCommand::SendMessage {
-                message_id: MessageId::new(),
-                content: format!("message {i}"),
-                message_type: "text".into(),
-                client_msg_id: None,
-            };
-            self.command(sender, channel, send).await;
+            commands::send(&self.commands, sender, channel, &format!("message {i}")).await;
         }
     }
 

@@ -1,9 +1,10 @@
 //! A write database, a read database, a vhost, and the relay and projector
 //! running against them.
 
+use crate::commands;
+use command_service::CommandService;
 use command_service::relay::{self, RelayConfig};
-use command_service::{CommandContext, CommandService, Intent};
-use domain::{ChannelCommand, ChannelId, ChannelKind, MessageId, MessagePolicy, UserId};
+use domain::{ChannelCommand, ChannelId, MessagePolicy, UserId};
 use event_store::PgEventStore;
 use projector::ProjectorConfig;
 use std::time::Duration;
@@ -95,43 +96,15 @@ impl Pipeline {
         channel: ChannelId,
         command: ChannelCommand,
     ) -> command_service::Executed {
-        let ctx = CommandContext {
-            actor,
-            correlation_id: uuid::Uuid::now_v7(),
-            expected_version: None,
-            idempotency_key: None,
-            request_fingerprint: None,
-        };
-        self.commands
-            .execute(channel, Intent::Command(command), &ctx, "any")
-            .await
-            .expect("command succeeds")
+        commands::command(&self.commands, actor, channel, command).await
     }
 
     pub async fn create_channel(&self, owner: UserId) -> ChannelId {
-        let channel_id = ChannelId::new();
-        let create = ChannelCommand::Create {
-            channel_id,
-            name: "general".into(),
-            kind: ChannelKind::Public,
-            max_members: None,
-        };
-        self.command(owner, channel_id, create).await;
-        channel_id
+        commands::create_channel(&self.commands, owner).await
     }
 
     pub async fn send(&self, sender: UserId, channel: ChannelId, content: &str) -> u64 {
-        let send = ChannelCommand::SendMessage {
-            message_id: MessageId::new(),
-            content: content.into(),
-            message_type: "text".into(),
-            client_msg_id: None,
-        };
-        let executed = self.command(sender, channel, send).await;
-        executed
-            .first_event()
-            .and_then(|e| e.data["seq"].as_u64())
-            .expect("seq")
+        commands::send(&self.commands, sender, channel, content).await
     }
 
     /// Waits until the read model has applied every event of the log.

@@ -1,6 +1,8 @@
 //! The read path end to end against real Postgres and RabbitMQ: relay,
 //! projector, read model. Each test has its own databases and vhost.
 
+#[path = "../common/commands.rs"]
+mod commands;
 mod helpers;
 
 mod delivery_faults;
