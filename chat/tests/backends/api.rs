@@ -137,12 +137,18 @@ impl Server {
     }
 
     /// Waits until the history's newest message has `seq` (the read model
-    /// caught up with the log), failing loudly after a minute.
+    /// caught up with the log), failing loudly after a minute. Until the
+    /// projector has the channel, its history is 404.
     pub async fn wait_for_seq(&self, user: &User, channel: Uuid, seq: u64) {
+        let path = format!("/api/channels/{channel}/messages?limit=1");
         let deadline = Instant::now() + VISIBLE_WITHIN;
         loop {
-            let (newest, _) = self.page(user, channel, "limit=1").await;
-            let at = newest.first().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+            let reply = self.send(&http::get(&path).token(&user.token)).await;
+            let at = match reply.status {
+                200 => reply.json()["messages"][0]["seq"].as_u64().unwrap_or(0),
+                404 => 0,
+                _ => panic!("GET {path}: {}", reply.text()),
+            };
             if at >= seq {
                 return;
             }
@@ -189,6 +195,31 @@ impl Server {
             .await;
         assert_eq!(reply.status, 200, "GET /api/events: {}", reply.text());
         ndjson(&reply.body)
+    }
+}
+
+impl Server {
+    /// `GET /api/events` once what it lists satisfies `shows`. A whole-log
+    /// reader sees a commit only when every older transaction of the cluster
+    /// has ended (DESIGN §3), so on PostgreSQL the newest events may lag.
+    pub async fn events_showing(
+        &self,
+        admin: &User,
+        shows: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + VISIBLE_WITHIN;
+        loop {
+            let events = self.events(admin).await;
+            if shows(&events) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/api/events did not show what the test wrote within {VISIBLE_WITHIN:?}: {} events",
+                events.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -274,15 +274,20 @@ async fn refusals_have_their_status(backend: Backend) {
         .await;
     assert_eq!(reply.status, 400, "malformed JSON: {}", reply.text());
 
-    // None of the refused sends reached the log.
+    // None of the refused sends reached the log: had one, it would show
+    // before this last one, sent after them all.
+    server.post(&alice, channel, "last").await;
     let admin = server.admin().await;
+    let is_last = |e: &serde_json::Value| e["data"]["content"] == "last";
     let sent: BTreeSet<String> = server
-        .events(&admin)
+        .events_showing(&admin, |events| events.iter().any(is_last))
         .await
         .iter()
         .filter(|e| e["event_type"] == "MessageSent")
         .filter_map(|e| e["data"]["content"].as_str().map(str::to_owned))
         .collect();
-    let expected: BTreeSet<String> = ["one", "two", "four", "five"].map(String::from).into();
+    let expected: BTreeSet<String> = ["one", "two", "four", "five", "last"]
+        .map(String::from)
+        .into();
     assert_eq!(sent, expected);
 }

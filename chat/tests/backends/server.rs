@@ -161,6 +161,12 @@ impl Server {
         }
     }
 
+    /// Without `CHAT_JWT_SECRET` (the embedded backend never has it here).
+    pub fn without_jwt_secret(mut self) -> Server {
+        self.env.retain(|(name, _)| name != "CHAT_JWT_SECRET");
+        self
+    }
+
     /// The embedded server's data directory.
     pub fn data_dir(&self) -> &Path {
         match &self.data {
