@@ -187,7 +187,11 @@ impl SqliteReadModel {
     /// the live checkpoint past it, in one transaction: the projector never
     /// reads it again, and a second call for the same event (after a crash
     /// between the two) stores nothing more.
-    pub async fn dead_letter(&self, recorded: &RecordedEvent, reason: &str) -> Result<(), sqlx::Error> {
+    pub async fn dead_letter(
+        &self,
+        recorded: &RecordedEvent,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
         let body = serde_json::to_string(recorded).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut tx = SqliteTransaction {
