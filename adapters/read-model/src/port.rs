@@ -66,6 +66,72 @@ pub struct MyChannelRow {
     pub last_message: Option<MessageRow>,
 }
 
+/// The columns both adapters select for [`ReadModel::channels_of`]: the
+/// channel, the membership, and the last message flattened (`lm_*`, all
+/// NULL when the channel has none).
+#[derive(sqlx::FromRow)]
+pub(crate) struct MyChannelColumns {
+    pub(crate) channel_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) archived: bool,
+    pub(crate) role: String,
+    pub(crate) muted: bool,
+    pub(crate) read_seq: i64,
+    pub(crate) last_seq: i64,
+    pub(crate) unread_count: i64,
+    pub(crate) lm_message_id: Option<Uuid>,
+    pub(crate) lm_seq: Option<i64>,
+    pub(crate) lm_sender_id: Option<Uuid>,
+    pub(crate) lm_content: Option<String>,
+    pub(crate) lm_type: Option<String>,
+    pub(crate) lm_created_at: Option<DateTime<Utc>>,
+    pub(crate) lm_edited_at: Option<DateTime<Utc>>,
+    pub(crate) lm_deleted: Option<bool>,
+}
+
+impl From<MyChannelColumns> for MyChannelRow {
+    fn from(r: MyChannelColumns) -> Self {
+        let last_message = match (
+            r.lm_message_id,
+            r.lm_seq,
+            r.lm_sender_id,
+            r.lm_type,
+            r.lm_created_at,
+        ) {
+            (
+                Some(message_id),
+                Some(seq),
+                Some(sender_id),
+                Some(message_type),
+                Some(created_at),
+            ) => Some(MessageRow {
+                message_id,
+                seq,
+                sender_id,
+                content: r.lm_content,
+                message_type,
+                created_at,
+                edited_at: r.lm_edited_at,
+                deleted: r.lm_deleted.unwrap_or(false),
+            }),
+            _ => None,
+        };
+        MyChannelRow {
+            channel_id: r.channel_id,
+            name: r.name,
+            kind: r.kind,
+            archived: r.archived,
+            role: r.role,
+            muted: r.muted,
+            read_seq: r.read_seq,
+            last_seq: r.last_seq,
+            unread_count: r.unread_count,
+            last_message,
+        }
+    }
+}
+
 /// A public channel in the directory.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DirectoryRow {

@@ -109,70 +109,6 @@ const UNMUTED_MEMBERS_EXCEPT: &str =
 const CHECKPOINT: &str =
     "SELECT transaction_id, global_position FROM rm.checkpoints WHERE projection = $1";
 
-/// One row of [`CHANNELS_OF`].
-#[derive(sqlx::FromRow)]
-struct ChannelOfRow {
-    channel_id: Uuid,
-    name: String,
-    kind: String,
-    archived: bool,
-    role: String,
-    muted: bool,
-    read_seq: i64,
-    last_seq: i64,
-    unread_count: i64,
-    lm_message_id: Option<Uuid>,
-    lm_seq: Option<i64>,
-    lm_sender_id: Option<Uuid>,
-    lm_content: Option<String>,
-    lm_type: Option<String>,
-    lm_created_at: Option<DateTime<Utc>>,
-    lm_edited_at: Option<DateTime<Utc>>,
-    lm_deleted: Option<bool>,
-}
-
-impl From<ChannelOfRow> for MyChannelRow {
-    fn from(r: ChannelOfRow) -> Self {
-        let last_message = match (
-            r.lm_message_id,
-            r.lm_seq,
-            r.lm_sender_id,
-            r.lm_type,
-            r.lm_created_at,
-        ) {
-            (
-                Some(message_id),
-                Some(seq),
-                Some(sender_id),
-                Some(message_type),
-                Some(created_at),
-            ) => Some(MessageRow {
-                message_id,
-                seq,
-                sender_id,
-                content: r.lm_content,
-                message_type,
-                created_at,
-                edited_at: r.lm_edited_at,
-                deleted: r.lm_deleted.unwrap_or(false),
-            }),
-            _ => None,
-        };
-        MyChannelRow {
-            channel_id: r.channel_id,
-            name: r.name,
-            kind: r.kind,
-            archived: r.archived,
-            role: r.role,
-            muted: r.muted,
-            read_seq: r.read_seq,
-            last_seq: r.last_seq,
-            unread_count: r.unread_count,
-            last_message,
-        }
-    }
-}
-
 /// The read model in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgReadModel {
@@ -262,7 +198,7 @@ impl ReadModel for PgReadModel {
         user: Uuid,
         unread_cap: i64,
     ) -> Result<Vec<MyChannelRow>, sqlx::Error> {
-        let rows: Vec<ChannelOfRow> = sqlx::query_as(CHANNELS_OF)
+        let rows: Vec<crate::port::MyChannelColumns> = sqlx::query_as(CHANNELS_OF)
             .bind(user)
             .bind(unread_cap)
             .fetch_all(&self.pool)

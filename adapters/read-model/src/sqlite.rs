@@ -501,69 +501,6 @@ WHERE c.kind = 'public' AND NOT c.archived AND c.name LIKE $1 ESCAPE '\'
 ORDER BY c.created_at DESC, c.channel_id DESC
 LIMIT $3";
 
-#[derive(sqlx::FromRow)]
-struct MineRow {
-    channel_id: Uuid,
-    name: String,
-    kind: String,
-    archived: bool,
-    role: String,
-    muted: bool,
-    read_seq: i64,
-    last_seq: i64,
-    unread_count: i64,
-    lm_message_id: Option<Uuid>,
-    lm_seq: Option<i64>,
-    lm_sender_id: Option<Uuid>,
-    lm_content: Option<String>,
-    lm_type: Option<String>,
-    lm_created_at: Option<DateTime<Utc>>,
-    lm_edited_at: Option<DateTime<Utc>>,
-    lm_deleted: Option<bool>,
-}
-
-impl From<MineRow> for MyChannelRow {
-    fn from(r: MineRow) -> Self {
-        let last_message = match (
-            r.lm_message_id,
-            r.lm_seq,
-            r.lm_sender_id,
-            r.lm_type,
-            r.lm_created_at,
-        ) {
-            (
-                Some(message_id),
-                Some(seq),
-                Some(sender_id),
-                Some(message_type),
-                Some(created_at),
-            ) => Some(MessageRow {
-                message_id,
-                seq,
-                sender_id,
-                content: r.lm_content,
-                message_type,
-                created_at,
-                edited_at: r.lm_edited_at,
-                deleted: r.lm_deleted.unwrap_or(false),
-            }),
-            _ => None,
-        };
-        MyChannelRow {
-            channel_id: r.channel_id,
-            name: r.name,
-            kind: r.kind,
-            archived: r.archived,
-            role: r.role,
-            muted: r.muted,
-            read_seq: r.read_seq,
-            last_seq: r.last_seq,
-            unread_count: r.unread_count,
-            last_message,
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl ReadModel for SqliteReadModel {
     async fn channel_for(
@@ -637,7 +574,7 @@ impl ReadModel for SqliteReadModel {
         user: Uuid,
         unread_cap: i64,
     ) -> Result<Vec<MyChannelRow>, sqlx::Error> {
-        let rows: Vec<MineRow> = sqlx::query_as(MINE)
+        let rows: Vec<crate::port::MyChannelColumns> = sqlx::query_as(MINE)
             .bind(user)
             .bind(unread_cap)
             .fetch_all(&self.reader)
