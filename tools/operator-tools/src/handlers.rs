@@ -96,8 +96,59 @@ pub(crate) async fn dlq(
     result
 }
 
-async fn dlq_command(
-    dlq: &Dlq,
+/// Where the dead letters are kept: RabbitMQ's `projector.dlq` on the
+/// services backend, the read model's table on the embedded one. `chat dlq`
+/// speaks to either the same way.
+pub(crate) trait DeadLetterStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Self::Error>;
+    async fn show(&self, id: &str) -> Result<Vec<serde_json::Value>, Self::Error>;
+    /// Retries `id` (None: every letter): for each one retried, the line
+    /// saying what became of it, and the failures.
+    async fn retry(&self, id: Option<&str>)
+    -> Result<(Vec<String>, Vec<Self::Error>), Self::Error>;
+    async fn drop_letter(&self, id: &str) -> Result<usize, Self::Error>;
+}
+
+impl DeadLetterStore for Dlq {
+    type Error = crate::dlq::DlqError;
+
+    async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Self::Error> {
+        Dlq::list(self, limit).await
+    }
+
+    async fn show(&self, id: &str) -> Result<Vec<serde_json::Value>, Self::Error> {
+        Dlq::show(self, id).await
+    }
+
+    async fn retry(
+        &self,
+        id: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<Self::Error>), Self::Error> {
+        let (retried, failed) = Dlq::retry(self, id).await?;
+        let lines = retried
+            .iter()
+            .map(|letter| {
+                format!(
+                    "retried {} to {} with routing key {}",
+                    letter.id,
+                    broker::EVENTS_EXCHANGE,
+                    letter.routing_key.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        Ok((lines, failed))
+    }
+
+    async fn drop_letter(&self, id: &str) -> Result<usize, Self::Error> {
+        Dlq::drop_letter(self, id).await
+    }
+}
+
+/// One `chat dlq` subcommand, whichever store holds the letters.
+pub(crate) async fn dlq_command(
+    dlq: &impl DeadLetterStore,
     command: DlqCommand,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
@@ -125,13 +176,8 @@ async fn dlq_command(
         DlqCommand::Retry { id, all } => {
             let id = if all { None } else { id };
             let (retried, failed) = dlq.retry(id.as_deref()).await?;
-            for letter in &retried {
-                eprintln!(
-                    "retried {} to {} with routing key {}",
-                    letter.id,
-                    broker::EVENTS_EXCHANGE,
-                    letter.routing_key.as_deref().unwrap_or("?")
-                );
+            for line in &retried {
+                eprintln!("{line}");
             }
             for error in &failed {
                 eprintln!("chat dlq retry: {error}");

@@ -4,7 +4,8 @@
 
 use super::Embedded;
 use super::dlq::{Dlq, Retried};
-use crate::handlers::{letters_table, show_text, thresholds};
+use crate::dlq::DeadLetter;
+use crate::handlers::{DeadLetterStore, dlq_command, thresholds};
 use crate::progress::Progress;
 use crate::rebuild::{self, PROJECTIONS, RebuildOptions};
 use crate::{DlqCommand, RebuildArgs, StatusArgs, status};
@@ -80,54 +81,36 @@ pub(crate) async fn dlq(
     result
 }
 
-async fn dlq_command(
-    dlq: &Dlq<'_>,
-    command: DlqCommand,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<ExitCode> {
-    match command {
-        DlqCommand::List { json, limit } => {
-            let letters = dlq.list(limit).await?;
-            if json {
-                for letter in &letters {
-                    writeln!(out, "{}", serde_json::to_string(letter)?)?;
-                }
-            } else {
-                write!(out, "{}", letters_table(&letters))?;
-            }
-            eprintln!("{} dead letter(s) shown", letters.len());
-        }
-        DlqCommand::Show { id, json } => {
-            for detail in dlq.show(&id).await? {
-                if json {
-                    writeln!(out, "{}", serde_json::to_string(&detail)?)?;
-                } else {
-                    writeln!(out, "{}", show_text(&detail)?)?;
-                }
-            }
-        }
-        DlqCommand::Retry { id, all } => {
-            let id = if all { None } else { id };
-            let (retried, failed) = dlq.retry(id.as_deref()).await?;
-            for (letter, how) in &retried {
+impl DeadLetterStore for Dlq<'_> {
+    type Error = super::dlq::DlqError;
+
+    async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Self::Error> {
+        Dlq::list(self, limit).await
+    }
+
+    async fn show(&self, id: &str) -> Result<Vec<serde_json::Value>, Self::Error> {
+        Dlq::show(self, id).await
+    }
+
+    async fn retry(
+        &self,
+        id: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<Self::Error>), Self::Error> {
+        let (retried, failed) = Dlq::retry(self, id).await?;
+        let lines = retried
+            .iter()
+            .map(|(letter, how)| {
                 let how = match how {
                     Retried::Applied => "applied to the live read model",
                     Retried::Duplicate => "the live read model had it already",
                 };
-                eprintln!("retried {}: {how}", letter.id);
-            }
-            for error in &failed {
-                eprintln!("chat dlq retry: {error}");
-            }
-            eprintln!("{} retried, {} failed", retried.len(), failed.len());
-            if !failed.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        DlqCommand::Drop { id } => {
-            let n = dlq.drop_letter(&id).await?;
-            eprintln!("dropped {n} dead letter(s) with id {id}");
-        }
+                format!("retried {}: {how}", letter.id)
+            })
+            .collect();
+        Ok((lines, failed))
     }
-    Ok(ExitCode::SUCCESS)
+
+    async fn drop_letter(&self, id: &str) -> Result<usize, Self::Error> {
+        Dlq::drop_letter(self, id).await
+    }
 }
