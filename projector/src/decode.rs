@@ -24,6 +24,18 @@ pub fn decode_delivery(
     Ok((recorded, event))
 }
 
+/// Checks an event read from the log itself (no broker in between) against
+/// its schema and decodes it: [`decode_delivery`] without the bytes.
+pub(crate) fn decode_logged(
+    recorded: &RecordedEvent,
+    schemas: &EventSchemas,
+) -> Result<Event, Poison> {
+    let value =
+        serde_json::to_value(recorded).map_err(|e| Poison(format!("not encodable: {e}")))?;
+    schemas.check(&value).map_err(Poison)?;
+    decode_recorded(recorded).map_err(Poison)
+}
+
 /// Decodes a recorded event (from the broker or read back from the log).
 pub(crate) fn decode_recorded(recorded: &RecordedEvent) -> Result<Event, String> {
     let stored = StoredEvent {

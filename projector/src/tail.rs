@@ -15,7 +15,7 @@
 use crate::EventSchemas;
 use crate::announcement::announcement;
 use crate::apply::{AppliedChange, ApplyError};
-use crate::decode::{Poison, decode_delivery};
+use crate::decode::{Poison, decode_logged};
 use domain::Event;
 use event_store::{Cursor, EventLog, LogFilter, RecordedEvent};
 use read_model::ReadModel;
@@ -69,10 +69,27 @@ pub async fn run_from_log(
         schemas,
     };
     let mut backoff = Duration::from_millis(50);
+    // Where the committed checkpoint stands, known after each step without
+    // reading it back; read from the read model at start and after a failure.
+    let mut at: Option<Cursor> = None;
     tracing::info!("projector reading the event log from its checkpoint");
     while !*shutdown.borrow() {
-        match tail.step(config.max_batch).await {
-            Ok(Step::Applied) => backoff = Duration::from_millis(50),
+        let step = match at {
+            Some(cursor) => Ok(cursor),
+            None => crate::checkpoint::load(tail.read.as_ref(), tail.log.as_ref())
+                .await
+                .map_err(ApplyError::from),
+        };
+        let step = match step {
+            Ok(cursor) => tail.step(cursor, config.max_batch).await,
+            Err(e) => Err(e),
+        };
+        at = match &step {
+            Ok(Step::Applied(cursor) | Step::CaughtUp(cursor)) => Some(*cursor),
+            Err(_) => None,
+        };
+        match step {
+            Ok(Step::Applied(_)) => backoff = Duration::from_millis(50),
             Ok(Step::CaughtUp(cursor)) => {
                 crate::checkpoint::record_lag(tail.log.as_ref(), cursor).await;
                 tokio::select! {
@@ -96,8 +113,9 @@ pub async fn run_from_log(
 }
 
 enum Step {
-    /// Something was applied or dead-lettered: look again at once.
-    Applied,
+    /// Something was applied or dead-lettered, and the checkpoint moved
+    /// here: look again at once.
+    Applied(Cursor),
     /// Nothing after the checkpoint, which stands here.
     CaughtUp(Cursor),
 }
@@ -113,8 +131,7 @@ struct Tail {
 impl Tail {
     /// One batch after the checkpoint: the events before the first one that
     /// can never apply in one transaction, then that one to the dead letters.
-    async fn step(&self, max_batch: i64) -> Result<Step, ApplyError> {
-        let cursor = crate::checkpoint::load(self.read.as_ref(), self.log.as_ref()).await?;
+    async fn step(&self, cursor: Cursor, max_batch: i64) -> Result<Step, ApplyError> {
         let batch = self
             .log
             .read_all(cursor, max_batch, &LogFilter::default())
@@ -124,17 +141,12 @@ impl Tail {
             return Ok(Step::CaughtUp(cursor));
         }
         metrics::histogram!("projector_batch_size").record(batch.len() as f64);
-        // Decoded from the envelope's bytes, as the broker's consumer decodes
-        // a delivery: the same schema check on both backends.
+        // The same schema check as the broker's consumer makes of a delivery.
         let mut good: Vec<(RecordedEvent, Event)> = Vec::with_capacity(batch.len());
         let mut poison: Option<(RecordedEvent, Poison)> = None;
         for recorded in batch {
-            let decoded = serde_json::to_vec(&recorded)
-                .map_err(|e| Poison(format!("not encodable: {e}")))
-                .and_then(|body| decode_delivery(&body, &self.schemas));
-            match decoded {
-                // The log's own record: the envelope carries no transaction id.
-                Ok((_, event)) => good.push((recorded, event)),
+            match decode_logged(&recorded, &self.schemas) {
+                Ok(event) => good.push((recorded, event)),
                 Err(why) => {
                     poison = Some((recorded, why));
                     break;
@@ -166,12 +178,16 @@ impl Tail {
                 Err((None, error)) => return Err(error),
             }
         }
+        // The log's records carry their commit-order cursors: the last one
+        // handled is where the checkpoint now stands.
+        let mut reached = good.last().map_or(cursor, |(r, _)| r.cursor());
         if let Some((recorded, why)) = poison {
             metrics::counter!("projector_dead_lettered_total").increment(1);
             tracing::error!(event_id = %recorded.event_id, reason = %why, "dead-lettering an event that cannot be applied");
             self.dead_letters.dead_letter(&recorded, &why.0).await?;
+            reached = recorded.cursor();
         }
-        Ok(Step::Applied)
+        Ok(Step::Applied(reached))
     }
 
     fn announce(&self, changes: &[AppliedChange]) {
