@@ -1,6 +1,8 @@
 //! Shared pieces of the load generators: a scratch database per run and
 //! latency statistics.
 
+pub mod chart;
+pub mod cpu;
 pub mod http;
 pub mod torture;
 
