@@ -4,7 +4,7 @@
 //! ```text
 //! ulimit -n 65536   # needs max(clients, idle) + 100 open files (raised to the hard limit itself if it can)
 //! ws-load [BASE_URL] [--clients 1000] [--channels 100] [--rates 200,1000] [--seconds 20]
-//!         [--idle 10000] [--server-pid PID]
+//!         [--idle 10000] [--server-pid PID] [--chart OUT.svg] [--pg-db NAME,...]
 //! ```
 //!
 //! BASE_URL defaults to `http://127.0.0.1:8080`. Start the server with the
@@ -40,11 +40,17 @@
 //! channel − deliveries, after a drain of up to 10 s; errors are `error`
 //! frames and sends that could not be handed to a socket; disconnects are
 //! sockets the server closed.
+//!
+//! **Core shares** (third table): while each rate's sends run, the CPU each
+//! process group took (the server named by `--server-pid`, PostgreSQL
+//! backends of the `--pg-db` databases and the other `postgres` processes,
+//! RabbitMQ's `beam.smp`, `redis-server`, this load generator, the rest of
+//! the machine), as a share of all cores. `--chart` writes p50, p99 and max
+//! against the target rate as an SVG.
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt, stream};
-use loadgen::http;
-use loadgen::{Latencies, ms};
+use loadgen::{Latencies, chart, cpu, http, ms};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,10 +80,12 @@ struct Args {
     seconds: u64,
     idle: usize,
     server_pid: Option<u32>,
+    chart: Option<std::path::PathBuf>,
+    pg_databases: Vec<String>,
 }
 
 const USAGE: &str = "usage: ws-load [BASE_URL] [--clients 1000] [--channels 100] [--rates 200,1000] \
-[--seconds 20] [--idle 10000] [--server-pid PID]\n\
+[--seconds 20] [--idle 10000] [--server-pid PID] [--chart OUT.svg] [--pg-db NAME,...]\n\
 needs max(clients, idle) + 100 open files: run `ulimit -n 65536` first (the server too)";
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -89,6 +97,8 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 20,
         idle: 10_000,
         server_pid: None,
+        chart: None,
+        pg_databases: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -106,6 +116,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
             "--idle" => args.idle = value()?.parse().context("--idle")?,
             "--server-pid" => args.server_pid = Some(value()?.parse().context("--server-pid")?),
+            "--chart" => args.chart = Some(value()?.into()),
+            "--pg-db" => args.pg_databases = value()?.split(',').map(str::to_owned).collect(),
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
                 std::process::exit(0);
@@ -442,6 +454,16 @@ async fn run_all() -> anyhow::Result<()> {
             row.disconnects
         );
     }
+    println!();
+    println!("| target msg/s |{}", cpu::Shares::header());
+    println!("|---:|{}", cpu::Shares::alignment());
+    for row in &rows {
+        println!("| {} |{}", row.rate, row.cpu.cells());
+    }
+    if let Some(path) = &args.chart {
+        write_chart(path, &args, &rows)?;
+        eprintln!("chart written to {}", path.display());
+    }
     if let Some(idle) = idle_row {
         println!();
         println!(
@@ -619,6 +641,36 @@ struct Row {
     missing: u64,
     errors: u64,
     disconnects: u64,
+    /// Core shares while the sends ran.
+    cpu: cpu::Shares,
+}
+
+/// p50, p99 and max of each rate against the target rate.
+fn write_chart(path: &std::path::Path, args: &Args, rows: &[Row]) -> anyhow::Result<()> {
+    let latencies: Vec<(f64, Latencies)> = rows
+        .iter()
+        .map(|r| (r.rate as f64, Latencies::of(r.samples.clone())))
+        .collect();
+    let line = |name: &str, pick: fn(&Latencies) -> Duration| chart::Series {
+        name: name.to_owned(),
+        points: latencies
+            .iter()
+            .map(|(rate, l)| (*rate, pick(l).as_secs_f64() * 1e3))
+            .collect(),
+    };
+    chart::latency_chart(
+        path,
+        &format!(
+            "send-to-push, {} clients over {} channels",
+            args.clients, args.channels
+        ),
+        "target msg/s",
+        &[
+            line("p50", |l| l.p50),
+            line("p99", |l| l.p99),
+            line("max", |l| l.max),
+        ],
+    )
 }
 
 async fn fan_out(
@@ -633,6 +685,13 @@ async fn fan_out(
     let disconnects_before = shared.disconnects.load(Ordering::Relaxed);
     let total = rate * args.seconds;
     let mut dropped = 0u64;
+    let selector = cpu::Selector {
+        chat: args.server_pid,
+        pg_databases: args.pg_databases.clone(),
+        load_pids: vec![std::process::id()],
+        load_comms: Vec::new(),
+    };
+    let cpu_before = selector.snapshot();
     let started = Instant::now();
     for k in 0..total {
         let due = started + Duration::from_secs_f64(k as f64 / rate as f64);
@@ -658,6 +717,7 @@ async fn fan_out(
             dropped += 1;
         }
     }
+    let cpu = cpu_before.shares_until(&selector.snapshot());
     // The schedule spans `seconds`; longer if dispatching fell behind.
     let window = started.elapsed().max(Duration::from_secs(args.seconds));
     // Drain: every send answered and every promised delivery in, or DRAIN passed.
@@ -697,6 +757,7 @@ async fn fan_out(
         missing: expected.saturating_sub(delivered),
         errors,
         disconnects: shared.disconnects.load(Ordering::Relaxed) - disconnects_before,
+        cpu,
     }
 }
 
