@@ -22,6 +22,13 @@ pub struct Loaded {
     pub state: Option<Channel>,
 }
 
+/// A channel's state, and whether it was just read from the log.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub loaded: Loaded,
+    pub verified: bool,
+}
+
 /// Channel state by stream, cached.
 pub struct ChannelRepository {
     store: Arc<dyn EventLog>,
@@ -37,6 +44,26 @@ impl ChannelRepository {
             store,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The state of `stream` as this process last knew it, without a read when
+    /// it is cached (`verified` false: the append's expected version proves it,
+    /// or a caller that must be sure asks again with `verify`); otherwise, or
+    /// with `verify`, as [`load`](Self::load) reads it (`verified` true).
+    pub async fn current(&self, stream: &str, verify: bool) -> Result<Current, CommandError> {
+        if !verify {
+            let cached = self.cache.lock().ok().and_then(|c| c.get(stream).cloned());
+            if let Some(loaded) = cached {
+                return Ok(Current {
+                    loaded,
+                    verified: false,
+                });
+            }
+        }
+        Ok(Current {
+            loaded: self.load(stream).await?,
+            verified: true,
+        })
     }
 
     /// The current state of `stream`.
@@ -71,7 +98,8 @@ impl ChannelRepository {
     /// of `SNAPSHOT_EVERY`.
     pub async fn advanced(&self, stream: &str, before: u64, loaded: Loaded) {
         if loaded.version / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY {
-            self.snapshot(stream, &loaded).await;
+            // Inline, so snapshots land in version order (one group in a hundred events).
+            snapshot(self.store.as_ref(), stream, &loaded).await;
         }
         self.remember(stream, loaded);
     }
@@ -118,21 +146,22 @@ impl ChannelRepository {
             }
         }
     }
+}
 
-    async fn snapshot(&self, stream: &str, loaded: &Loaded) {
-        let Some(state) = &loaded.state else { return };
-        let Ok(state) = serde_json::to_value(state) else {
-            return;
-        };
-        let snapshot = Snapshot {
-            stream_version: loaded.version,
-            snapshot_version: SNAPSHOT_VERSION,
-            state,
-        };
-        // A lost snapshot only costs speed; never fail the command for it.
-        if let Err(e) = self.store.save_snapshot(stream, &snapshot).await {
-            tracing::warn!(%stream, error = %e, "snapshot not saved");
-        }
+/// Saves `loaded` as the snapshot of `stream`; a failure is only logged.
+async fn snapshot(store: &dyn EventLog, stream: &str, loaded: &Loaded) {
+    let Some(state) = &loaded.state else { return };
+    let Ok(state) = serde_json::to_value(state) else {
+        return;
+    };
+    let snapshot = Snapshot {
+        stream_version: loaded.version,
+        snapshot_version: SNAPSHOT_VERSION,
+        state,
+    };
+    // A lost snapshot only costs speed; never fail the command for it.
+    if let Err(e) = store.save_snapshot(stream, &snapshot).await {
+        tracing::warn!(%stream, error = %e, "snapshot not saved");
     }
 }
 

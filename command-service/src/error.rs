@@ -2,9 +2,11 @@
 
 use domain::{DomainError, ErrorKind};
 use service_kit::ApiError;
+use std::sync::Arc;
 
-/// A command that did not append.
-#[derive(Debug, thiserror::Error)]
+/// A command that did not append. Clone, because one failure of a group
+/// append is every member's answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
     /// The domain refused it.
     #[error(transparent)]
@@ -26,7 +28,13 @@ pub enum CommandError {
     Corrupt { stream: String, reason: String },
     /// The event log failed.
     #[error("event log: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(Arc<sqlx::Error>),
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(e: sqlx::Error) -> Self {
+        CommandError::Store(Arc::new(e))
+    }
 }
 
 impl From<CommandError> for ApiError {

@@ -1,26 +1,18 @@
-//! Runs channel commands: load state, decide, append expecting the loaded
-//! version; on a lost race reload and decide again (bounded), unless the
-//! client pinned the version with `If-Match`. Commands on one stream are
-//! serialised in process, so retries only happen across processes.
+//! The command side's entry: a channel command is checked against the send
+//! rate, then decided and appended with the other commands on its stream
+//! (`group`); a command whose idempotency key was used before answers that
+//! first result.
 
 use crate::CommandError;
-use crate::channels::{ChannelRepository, Loaded, decode};
+use crate::channels::ChannelRepository;
+use crate::group::Writer;
 use domain::{
-    Channel, ChannelCommand, ChannelId, MessageFacts, MessageId, MessagePolicy, UserId,
-    channel_stream,
+    Channel, ChannelCommand, ChannelId, MessageId, MessagePolicy, UserId, channel_stream,
 };
-use event_store::{Accounts, AppendError, EventLog, ExpectedVersion, NewEvent, RecordedEvent};
-use rand::Rng;
+use event_store::{Accounts, EventLog, NewEvent, RecordedEvent};
 use serde_json::json;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
-
-/// Attempts before a command without `If-Match` gives up with 409.
-const MAX_ATTEMPTS: u32 = 25;
-/// Lock stripes serialising commands per stream (bounded memory for any number of streams).
-const STRIPES: usize = 4096;
 
 /// What a command needs besides its payload.
 #[derive(Debug, Clone)]
@@ -86,15 +78,12 @@ impl Executed {
     }
 }
 
-/// The command side's state: the log, the accounts beside it, the channel
-/// cache and the rules.
+/// The command side's state: the log, the accounts beside it, the grouped
+/// writer with its channel cache, and the send limit.
 pub struct CommandService {
     pub(crate) store: Arc<dyn EventLog>,
     pub(crate) accounts: Arc<dyn Accounts>,
-    pub(crate) channels: ChannelRepository,
-    pub(crate) policy: MessagePolicy,
-    stripes: Vec<tokio::sync::Mutex<()>>,
-    hasher: RandomState,
+    writer: Arc<Writer>,
     limiter: Option<Arc<dyn live_state::Throttle>>,
 }
 
@@ -103,12 +92,9 @@ impl CommandService {
     /// credentials beside it (registration writes both at once).
     pub fn new<S: EventLog + Accounts + 'static>(store: Arc<S>, policy: MessagePolicy) -> Self {
         Self {
-            channels: ChannelRepository::new(store.clone()),
+            writer: Arc::new(Writer::new(store.clone(), policy)),
             store: store.clone(),
             accounts: store,
-            policy,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            hasher: RandomState::new(),
             limiter: None,
         }
     }
@@ -124,6 +110,11 @@ impl CommandService {
         &self.store
     }
 
+    /// The cache of channel state the commands decide on.
+    pub(crate) fn channels(&self) -> &ChannelRepository {
+        &self.writer.channels
+    }
+
     /// Runs `intent` on channel `channel_id`; `expect_type` is the event type the
     /// command's first event has (to tell a reused idempotency key).
     pub async fn execute(
@@ -133,79 +124,12 @@ impl CommandService {
         ctx: &CommandContext,
         expect_type: &str,
     ) -> Result<Executed, CommandError> {
-        if let Some(replayed) = self.replay(ctx, expect_type).await? {
-            return Ok(replayed);
-        }
         if matches!(intent, Intent::Command(ChannelCommand::SendMessage { .. })) {
-            self.admit_send(ctx.actor).await?;
+            self.admit_send(ctx, expect_type).await?;
         }
-        let stream = channel_stream(channel_id);
-        let stripe = self.hasher.hash_one(&stream) as usize % STRIPES;
-        let _serialised = self.stripes[stripe].lock().await;
-        // The same request may have been in flight here while this one waited.
-        if let Some(replayed) = self.replay(ctx, expect_type).await? {
-            return Ok(replayed);
-        }
-        for attempt in 1..=MAX_ATTEMPTS {
-            let loaded = self.channels.load(&stream).await?;
-            if let (Some(expected), Some(_)) = (ctx.expected_version, &loaded.state)
-                && expected != loaded.version
-            {
-                return self
-                    .stale_unless_replayed(ctx, expect_type, expected, loaded.version)
-                    .await;
-            }
-            let command = self.resolve(&stream, intent.clone()).await?;
-            let events = Channel::decide(loaded.state.as_ref(), ctx.actor, command, &self.policy)?;
-            if events.is_empty() {
-                return Ok(Executed::Unchanged {
-                    version: loaded.version,
-                });
-            }
-            let new_events = to_new_events(&events, ctx);
-            let expected = if loaded.version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(loaded.version)
-            };
-            match self.store.append(&stream, expected, &new_events).await {
-                Ok(recorded) => {
-                    let state = events.iter().fold(loaded.state, Channel::evolve);
-                    let version = recorded.last().map_or(loaded.version, |e| e.stream_version);
-                    self.channels
-                        .advanced(&stream, loaded.version, Loaded { version, state })
-                        .await;
-                    metrics::counter!("commands_total", "outcome" => "appended").increment(1);
-                    return Ok(Executed::Appended {
-                        version,
-                        events: recorded,
-                    });
-                }
-                Err(AppendError::Conflict { .. }) if ctx.expected_version.is_none() => {
-                    metrics::counter!("command_retries_total").increment(1);
-                    self.channels.forget(&stream);
-                    let backoff = rand::rng().random_range(0..(2u64 << attempt.min(6)));
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                }
-                Err(AppendError::Conflict { .. }) => {
-                    let actual = self.store.stream_version(&stream).await?;
-                    let expected = ctx.expected_version.unwrap_or_default();
-                    return self
-                        .stale_unless_replayed(ctx, expect_type, expected, actual)
-                        .await;
-                }
-                Err(AppendError::DuplicateIdempotencyKey(_)) => {
-                    return self
-                        .replay(ctx, expect_type)
-                        .await?
-                        .ok_or(CommandError::Contention);
-                }
-                Err(AppendError::DuplicateEventId) => return Err(CommandError::Contention),
-                Err(AppendError::Database(e)) => return Err(CommandError::Store(e)),
-            }
-        }
-        metrics::counter!("commands_total", "outcome" => "contention").increment(1);
-        Err(CommandError::Contention)
+        self.writer
+            .submit(channel_stream(channel_id), intent, ctx.clone(), expect_type)
+            .await
     }
 
     /// The channel's current state from the log (authoritative, unlike the
@@ -214,20 +138,33 @@ impl CommandService {
         &self,
         channel_id: ChannelId,
     ) -> Result<Option<Channel>, CommandError> {
-        Ok(self.channels.load(&channel_stream(channel_id)).await?.state)
+        Ok(self
+            .channels()
+            .load(&channel_stream(channel_id))
+            .await?
+            .state)
     }
 
-    /// Takes a send from the actor's rate-limit bucket. Fails open when Redis is
-    /// unreachable: the limit protects the service, it must not take sending down.
-    async fn admit_send(&self, actor: UserId) -> Result<(), CommandError> {
+    /// Takes a send from the actor's rate-limit bucket; a limited retry of a
+    /// send accepted before is still answered (it appends nothing). Fails open
+    /// when the limiter is unreachable: the limit protects the service, it must
+    /// not take sending down.
+    async fn admit_send(
+        &self,
+        ctx: &CommandContext,
+        expect_type: &str,
+    ) -> Result<(), CommandError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        match limiter.admit(actor.0).await {
+        match limiter.admit(ctx.actor.0).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(limited)) => Err(CommandError::RateLimited {
-                retry_after_ms: limited.retry_after_ms,
-            }),
+            Ok(Err(limited)) => match self.replay(ctx, expect_type).await? {
+                Some(_) => Ok(()),
+                None => Err(CommandError::RateLimited {
+                    retry_after_ms: limited.retry_after_ms,
+                }),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiter unavailable; admitting the send");
                 Ok(())
@@ -242,73 +179,34 @@ impl CommandService {
         ctx: &CommandContext,
         expect_type: &str,
     ) -> Result<Option<Executed>, CommandError> {
-        let Some(key) = &ctx.idempotency_key else {
-            return Ok(None);
-        };
-        let Some(first) = self.store.find_by_idempotency_key(key).await? else {
-            return Ok(None);
-        };
-        let stored_fingerprint = first
-            .metadata
-            .get("request_fingerprint")
-            .and_then(|f| f.as_str());
-        let same_request = match (stored_fingerprint, &ctx.request_fingerprint) {
-            (Some(stored), Some(asked)) => stored == asked,
-            (None, None) => true,
-            // Stored before requests were fingerprinted: the type is all there is.
-            (None, Some(_)) => true,
-            (Some(_), None) => false,
-        };
-        if first.event_type != expect_type || !same_request {
-            return Err(CommandError::KeyReused);
-        }
-        let version = self.store.version_after_append(&first).await?;
-        Ok(Some(Executed::Replayed { first, version }))
+        self.writer.replay(ctx, expect_type).await
     }
+}
 
-    /// `If-Match` named an old version: a conflict, unless this very request
-    /// already succeeded (a retry that waited for its first attempt).
-    async fn stale_unless_replayed(
-        &self,
-        ctx: &CommandContext,
-        expect_type: &str,
-        expected: u64,
-        actual: u64,
-    ) -> Result<Executed, CommandError> {
-        match self.replay(ctx, expect_type).await? {
-            Some(replayed) => Ok(replayed),
-            None => Err(CommandError::StaleVersion { expected, actual }),
-        }
-    }
+/// Whether `first`, the first event of an earlier command with the same key,
+/// was appended for this very request: the same type and, where the key is
+/// bound to its request, the same fingerprint.
+pub(crate) fn same_request(first: &RecordedEvent, ctx: &CommandContext, expect_type: &str) -> bool {
+    let stored_fingerprint = first
+        .metadata
+        .get("request_fingerprint")
+        .and_then(|f| f.as_str());
+    let same_fingerprint = match (stored_fingerprint, &ctx.request_fingerprint) {
+        (Some(stored), Some(asked)) => stored == asked,
+        (None, None) => true,
+        // Stored before requests were fingerprinted: the type is all there is.
+        (None, Some(_)) => true,
+        (Some(_), None) => false,
+    };
+    first.event_type == expect_type && same_fingerprint
+}
 
-    async fn resolve(&self, stream: &str, intent: Intent) -> Result<ChannelCommand, CommandError> {
-        Ok(match intent {
-            Intent::Command(command) => command,
-            Intent::Edit {
-                message_id,
-                content,
-            } => ChannelCommand::EditMessage {
-                message: self.message_facts(stream, message_id).await?,
-                content,
-            },
-            Intent::Delete { message_id } => ChannelCommand::DeleteMessage {
-                message: self.message_facts(stream, message_id).await?,
-            },
-        })
-    }
-
-    async fn message_facts(
-        &self,
-        stream: &str,
-        message_id: MessageId,
-    ) -> Result<Option<MessageFacts>, CommandError> {
-        let events = self.store.read_message_events(stream, message_id.0).await?;
-        let mut facts = None;
-        for recorded in &events {
-            facts = MessageFacts::evolve(facts, &decode(recorded)?);
-        }
-        Ok(facts)
-    }
+/// The version a command whose first event is `first` left its stream at,
+/// when its events say how many they were (a group appends several commands
+/// in one transaction).
+pub(crate) fn version_after(first: &RecordedEvent) -> Option<u64> {
+    let count = first.metadata.get("command_events")?.as_u64()?;
+    Some(first.stream_version + count.max(1) - 1)
 }
 
 /// The stored form of decided events, with metadata; only the first carries the idempotency key.
@@ -325,6 +223,8 @@ pub(crate) fn to_new_events(events: &[domain::Event], ctx: &CommandContext) -> V
             });
             if let (0, Some(key)) = (i, &ctx.idempotency_key) {
                 metadata["idempotency_key"] = json!(key);
+                // What a replay answers as the version this command left.
+                metadata["command_events"] = json!(events.len());
                 if let Some(fingerprint) = &ctx.request_fingerprint {
                     metadata["request_fingerprint"] = json!(fingerprint);
                 }

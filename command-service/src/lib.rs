@@ -6,6 +6,7 @@ mod auth_gate;
 mod channels;
 mod error;
 mod executor;
+mod group;
 mod idempotency;
 pub mod relay;
 mod routes;

@@ -24,6 +24,9 @@ pub struct RelayConfig {
     /// How often to look for events when no notification came (held-back
     /// transactions, a missed notification).
     pub poll_interval: Duration,
+    /// The projector's partitions: each event is stamped with its stream's
+    /// (`CHAT_PROJECTOR_PARTITIONS`, 1 by default).
+    pub partitions: broker::Partitions,
 }
 
 impl RelayConfig {
@@ -32,6 +35,7 @@ impl RelayConfig {
             amqp_url: amqp_url.into(),
             batch_size: 500,
             poll_interval: Duration::from_millis(200),
+            partitions: broker::Partitions::configured(),
         }
     }
 }
@@ -103,7 +107,7 @@ async fn publish_loop(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
     let connection = broker::connect(&config.amqp_url, "chat-relay").await?;
-    let mut publisher = publish::Publisher::open(&connection).await?;
+    let mut publisher = publish::Publisher::open(&connection, config.partitions).await?;
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(event_store::NOTIFY_CHANNEL).await?;
     let store = PgEventStore::new(pool.clone());

@@ -4,11 +4,14 @@
 //! took (its queue was deleted under a running relay) comes back with its ack
 //! and fails the batch too, so the checkpoint never moves past it; the next
 //! term declares the topology again and resends. A key no binding matches
-//! (no consumer wants that event) is not held against the batch.
+//! (no consumer wants that event) is not held against the batch. With
+//! projector partitions, each message carries its stream's partition in the
+//! `chat-partition` header, which routes it to that partition's queue.
 
 use super::RelayError;
 use broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
+use broker::Partitions;
 use broker::lapin::{BasicProperties, Channel, Confirmation, Connection};
 use event_store::RecordedEvent;
 
@@ -23,16 +26,23 @@ pub(super) trait Publish {
 /// A confirm-mode channel with the topology declared.
 pub(super) struct Publisher {
     channel: Channel,
+    partitions: Partitions,
 }
 
 impl Publisher {
-    pub(super) async fn open(connection: &Connection) -> Result<Self, RelayError> {
+    pub(super) async fn open(
+        connection: &Connection,
+        partitions: Partitions,
+    ) -> Result<Self, RelayError> {
         let channel = connection.create_channel().await?;
-        broker::declare_events(&channel).await?;
+        broker::declare_partitioned(&channel, partitions).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        Ok(Self {
+            channel,
+            partitions,
+        })
     }
 }
 
@@ -53,7 +63,7 @@ impl Publish for Publisher {
                         ..Default::default()
                     },
                     &body,
-                    properties(event),
+                    properties(event, self.partitions),
                 )
                 .await?;
             confirms.push((event.event_id, wanted, confirm));
@@ -74,8 +84,16 @@ impl Publish for Publisher {
     }
 }
 
-fn properties(event: &RecordedEvent) -> BasicProperties {
+fn properties(event: &RecordedEvent, partitions: Partitions) -> BasicProperties {
     let mut headers = FieldTable::default();
+    if partitions.split() {
+        headers.insert(
+            broker::PARTITION_HEADER.into(),
+            AMQPValue::LongString(LongString::from(
+                partitions.of_stream(&event.stream_id).to_string(),
+            )),
+        );
+    }
     if let Some(correlation) = event
         .metadata
         .get("correlation_id")

@@ -273,7 +273,7 @@ async fn require_user(cmd: &Commander, user_id: Uuid) -> Result<(), ApiError> {
         .store()
         .stream_version(&user_stream(UserId(user_id)))
         .await
-        .map_err(CommandError::Store)?;
+        .map_err(CommandError::from)?;
     if version == 0 {
         return Err(CommandError::Rejected(DomainError::UserNotFound).into());
     }

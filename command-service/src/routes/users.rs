@@ -100,7 +100,7 @@ pub(super) async fn register(
             return Err(ApiError::conflict("username_taken", "this username is taken").into());
         }
         Err(RegisterError::Append(AppendError::Database(e)) | RegisterError::Database(e)) => {
-            return Err(CommandError::Store(e).into());
+            return Err(CommandError::from(e).into());
         }
         Err(e @ RegisterError::Append(_)) => return Err(ApiError::internal(&e).into()),
     }
@@ -141,7 +141,7 @@ pub(super) async fn issue_token(
         .accounts
         .credentials_of(&body.username)
         .await
-        .map_err(CommandError::Store)?;
+        .map_err(CommandError::from)?;
     // An unknown user is checked against a decoy: the same time, never a match.
     let (user_id, username, stored) = match found {
         Some(c) => (c.user_id, c.username, Some(c.password_hash)),
