@@ -167,7 +167,8 @@ impl Services {
 async fn declare_broker(amqp_url: &str) -> anyhow::Result<()> {
     let connection = broker::connect(amqp_url, "chat-setup").await?;
     let channel = connection.create_channel().await?;
-    broker::declare_events(&channel).await?;
+    // A malformed CHAT_PROJECTOR_PARTITIONS stops `chat up` here, with its name.
+    broker::declare_partitioned(&channel, broker::Partitions::from_env()?).await?;
     broker::declare_projections(&channel).await?;
     let _ = connection.close(0, "declared".into()).await;
     Ok(())

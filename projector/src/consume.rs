@@ -1,22 +1,23 @@
-//! The consuming loop: batches whatever deliveries are ready, applies them in
-//! one read-model transaction, acks after the commit, then announces.
-//! Reconnects to RabbitMQ with backoff; retries database failures in place so
-//! events are never reordered or dropped.
+//! The consuming loop: batches whatever deliveries are ready (of every
+//! partition this process is active on), applies them in one read-model
+//! transaction, acks after the commit, then announces. Reconnects to
+//! RabbitMQ with backoff; retries database failures in place so events are
+//! never reordered or dropped. With partitions it takes a member slot once
+//! subscribed everywhere and rebalances every `MEMBER_CHECK` (`partitions`).
 
 use crate::EventSchemas;
 use crate::apply::{AppliedChange, ApplyError};
 use crate::decode::{Poison, decode_delivery};
+use crate::outbound::{announce, dead_letter, notify_offline_members};
+use crate::partitions::{MEMBER_CHECK, PartitionView, RebalanceError, Subscriptions};
+use broker::Partitions;
+use broker::lapin::Channel;
 use broker::lapin::message::Delivery;
-use broker::lapin::options::ConfirmSelectOptions;
-use broker::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-};
-use broker::lapin::types::{AMQPValue, FieldTable, LongString};
-use broker::lapin::{BasicProperties, Channel};
+use broker::lapin::options::{BasicAckOptions, ConfirmSelectOptions};
 use domain::Event;
 use event_store::{Cursor, EventLog, RecordedEvent};
-use futures_util::{FutureExt, StreamExt};
 use read_model::ReadModel;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -31,6 +32,10 @@ pub struct ProjectorConfig {
     pub prefetch: u16,
     /// Most events applied in one transaction.
     pub max_batch: usize,
+    /// The partition queues (`CHAT_PROJECTOR_PARTITIONS`, 1 by default).
+    pub partitions: Partitions,
+    /// Which partitions this run holds (the gauges, for the embedder).
+    pub view: Arc<PartitionView>,
 }
 
 impl ProjectorConfig {
@@ -42,6 +47,8 @@ impl ProjectorConfig {
             // the projector dies counts towards the queue's delivery limit.
             prefetch: 256,
             max_batch: 256,
+            partitions: Partitions::configured(),
+            view: Arc::new(PartitionView::default()),
         }
     }
 
@@ -61,6 +68,10 @@ enum ConsumeError {
     Broker(#[from] broker::BrokerError),
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] broker::lapin::Error),
+    #[error("projector members: {0}")]
+    Membership(#[from] broker::membership::MembershipError),
+    #[error("rebalancing partitions: {0}")]
+    Rebalance(#[from] RebalanceError),
     #[error("the consumer was cancelled")]
     Cancelled,
 }
@@ -122,11 +133,8 @@ impl Projector {
     ) -> Result<(), ConsumeError> {
         let connection = broker::connect(&config.amqp_url, "chat-projector").await?;
         let channel = connection.create_channel().await?;
-        broker::declare_events(&channel).await?;
+        broker::declare_partitioned(&channel, config.partitions).await?;
         broker::declare_projections(&channel).await?;
-        channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
         let announcer = connection.create_channel().await?;
         announcer
             .confirm_select(ConfirmSelectOptions::default())
@@ -135,38 +143,45 @@ impl Projector {
         dead_letters
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let tag = format!("projector-{}", uuid::Uuid::now_v7());
-        let mut consumer = channel
-            .basic_consume(
-                broker::PROJECTOR_QUEUE.into(),
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!("projector consuming {}", broker::PROJECTOR_QUEUE);
-        match crate::checkpoint::load(self.read.as_ref(), self.log.as_ref()).await {
-            Ok(cursor) => self.set_applied(cursor),
-            Err(e) => {
-                tracing::warn!(error = %e, "projector checkpoint unreadable; lag measured from the start")
-            }
+        let mut subs = Subscriptions::open(
+            &connection,
+            config.partitions,
+            config.prefetch,
+            config.view.clone(),
+        )
+        .await?;
+        // Only once in line on every partition: the others hand over to a
+        // member as soon as they see its slot.
+        if config.partitions.split() {
+            subs.joined(broker::membership::join(&connection).await?);
         }
+        self.refresh_checkpoint().await;
         let mut lag_timer = tokio::time::interval(LAG_INTERVAL);
         lag_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut member_timer = tokio::time::interval(MEMBER_CHECK);
+        member_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                next = consumer.next() => next,
+                next = subs.next() => next?,
                 _ = lag_timer.tick() => {
+                    if config.partitions.split() {
+                        // Other processes move the shared checkpoint too.
+                        self.refresh_checkpoint().await;
+                    }
                     crate::checkpoint::record_lag(self.log.as_ref(), self.applied()).await;
+                    continue;
+                }
+                _ = member_timer.tick(), if config.partitions.split() => {
+                    subs.rebalance(&connection).await?;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
             };
-            let mut batch = vec![first.ok_or(ConsumeError::Cancelled)??];
+            let mut batch = vec![first];
             while batch.len() < config.max_batch {
-                match consumer.next().now_or_never() {
-                    Some(Some(delivery)) => batch.push(delivery?),
-                    _ => break,
+                match subs.ready()? {
+                    Some(delivery) => batch.push(delivery),
+                    None => break,
                 }
             }
             self.process(batch, &announcer, &dead_letters, shutdown)
@@ -174,19 +189,34 @@ impl Projector {
         }
     }
 
+    /// Moves the in-memory cursor up to the stored checkpoint.
+    async fn refresh_checkpoint(&self) {
+        match crate::checkpoint::load(self.read.as_ref(), self.log.as_ref()).await {
+            Ok(cursor) => self.set_applied(cursor),
+            Err(e) => {
+                tracing::warn!(error = %e, "projector checkpoint unreadable; lag measured from the start")
+            }
+        }
+    }
+
     /// Applies a batch: poison to the dead letters, the rest in one transaction.
     async fn process(
         &self,
-        batch: Vec<Delivery>,
+        batch: Vec<(u16, Delivery)>,
         announcer: &Channel,
         dead_letters: &Channel,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), ConsumeError> {
         metrics::histogram!("projector_batch_size").record(batch.len() as f64);
         let mut good: Vec<(Delivery, RecordedEvent, Event)> = Vec::with_capacity(batch.len());
-        for delivery in batch {
+        // The partition of each good delivery: acks are per channel.
+        let mut partition_of: Vec<u16> = Vec::with_capacity(batch.len());
+        for (partition, delivery) in batch {
             match decode_delivery(&delivery.data, &self.schemas) {
-                Ok((recorded, event)) => good.push((delivery, recorded, event)),
+                Ok((recorded, event)) => {
+                    partition_of.push(partition);
+                    good.push((delivery, recorded, event));
+                }
                 Err(poison) => dead_letter(dead_letters, &delivery, &poison).await?,
             }
         }
@@ -198,6 +228,7 @@ impl Projector {
                     // This event can never apply (the log cannot heal it): dead-letter it alone.
                     let (delivery, _, _) = good.remove(index);
                     dead_letter(dead_letters, &delivery, &Poison(error.to_string())).await?;
+                    partition_of.remove(index);
                 }
                 Err((None, error)) => {
                     if *shutdown.borrow() {
@@ -209,8 +240,18 @@ impl Projector {
                 }
             }
         };
-        if let Some((last, _, _)) = good.last() {
-            last.acker.ack(BasicAckOptions { multiple: true }).await?;
+        // Each partition's last delivery acks it and every earlier one.
+        let last_of: BTreeMap<u16, usize> = partition_of
+            .iter()
+            .enumerate()
+            .map(|(index, p)| (*p, index))
+            .collect();
+        for index in last_of.into_values() {
+            good[index]
+                .0
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await?;
         }
         // Published together, then every confirm awaited: one round trip a batch.
         let mut confirms = Vec::with_capacity(changes.len());
@@ -302,185 +343,5 @@ impl Projector {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *applied = (*applied).max(cursor);
-    }
-}
-
-/// Sends a message that can never apply to the dead letters, with the reason
-/// (`x-chat-reason`) and its original routing key (`x-chat-routing-key`) as
-/// headers for operators, and acks it only once RabbitMQ confirmed the copy.
-async fn dead_letter(
-    dead_letters: &Channel,
-    delivery: &Delivery,
-    poison: &Poison,
-) -> Result<(), ConsumeError> {
-    metrics::counter!("projector_dead_lettered_total").increment(1);
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    tracing::error!(%message_id, reason = %poison, "dead-lettering an event that cannot be applied");
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        "x-chat-reason".into(),
-        AMQPValue::LongString(LongString::from(poison.0.as_str())),
-    );
-    headers.insert(
-        "x-chat-routing-key".into(),
-        AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
-    );
-    headers.insert(
-        "x-chat-failed-at".into(),
-        AMQPValue::LongString(LongString::from(chrono::Utc::now().to_rfc3339())),
-    );
-    let properties = delivery
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(2);
-    let confirm = dead_letters
-        .basic_publish(
-            broker::DEAD_LETTER_EXCHANGE.into(),
-            delivery.routing_key.clone(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            properties,
-        )
-        .await?
-        .await?;
-    if confirm.is_ack() {
-        delivery.acker.ack(BasicAckOptions::default()).await?;
-    } else {
-        // Not stored: let the queue's own dead-lettering take it.
-        delivery
-            .acker
-            .reject(BasicRejectOptions { requeue: false })
-            .await?;
-    }
-    Ok(())
-}
-
-/// How long a notification's publisher confirm is awaited.
-const NOTIFICATION_CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Publishes `chat.user.{id}.notification` for a new message to every member
-/// who is not online in the channel and has not muted it. Best effort.
-async fn notify_offline_members(
-    read: &dyn ReadModel,
-    presence: &dyn live_state::PresenceStore,
-    channel: &Channel,
-    change: &AppliedChange,
-) {
-    let Some(channel_id) = change.channel_id else {
-        return;
-    };
-    if change.event.event_type != "MessageSent" {
-        return;
-    }
-    let data = &change.event.data;
-    let sender = data
-        .get("sender_id")
-        .and_then(|s| s.as_str())
-        .and_then(|s| s.parse::<uuid::Uuid>().ok());
-    let members = match read
-        .unmuted_members_except(channel_id, sender.unwrap_or_default())
-        .await
-    {
-        Ok(members) => members,
-        Err(e) => return tracing::warn!(error = %e, "notification recipients unavailable"),
-    };
-    if members.is_empty() {
-        return;
-    }
-    let online = match presence.online_users(channel_id).await {
-        Ok(online) => online,
-        Err(e) => {
-            return tracing::warn!(error = %e, "presence unavailable; notifications skipped");
-        }
-    };
-    let preview: String = data
-        .get("content")
-        .and_then(|c| c.as_str())
-        .unwrap_or_default()
-        .chars()
-        .take(100)
-        .collect();
-    // Every confirm is awaited: lapin keeps a dropped one until someone waits
-    // for the channel's confirms, which here nobody does (it was a leak of
-    // ~300 bytes per notification).
-    let mut confirms = Vec::new();
-    for user in members.into_iter().filter(|u| !online.contains(u)) {
-        let body = serde_json::json!({
-            "user_id": user,
-            "channel_id": channel_id,
-            "message_id": data.get("message_id"),
-            "seq": data.get("seq"),
-            "sender_id": data.get("sender_id"),
-            "preview": preview,
-        });
-        let properties = BasicProperties::default()
-            .with_message_id(format!("{}:{user}", change.event.event_id).into())
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
-        let published = channel
-            .basic_publish(
-                broker::EVENTS_EXCHANGE.into(),
-                format!("chat.user.{user}.notification").into(),
-                BasicPublishOptions::default(),
-                body.to_string().as_bytes(),
-                properties,
-            )
-            .await;
-        match published {
-            Ok(confirm) => confirms.push(confirm),
-            Err(e) => tracing::warn!(error = %e, "notification not published"),
-        }
-    }
-    // Bounded: a confirm on a connection that just died may never resolve,
-    // and a notification task that hangs holds one of the few permits the
-    // consuming loop waits for (a torture run stalled the projector so).
-    for confirm in confirms {
-        match tokio::time::timeout(NOTIFICATION_CONFIRM_WAIT, confirm).await {
-            Ok(Ok(confirmation)) if confirmation.is_ack() => {
-                metrics::counter!("projector_notifications_total").increment(1)
-            }
-            Ok(Ok(_)) => tracing::warn!("a notification was not confirmed by the broker"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "a notification was not confirmed"),
-            Err(_) => {
-                tracing::warn!("notification confirms not heard in time; giving up on them");
-                return;
-            }
-        }
-    }
-}
-
-/// Tells the gateways a change is committed, on a channel with publisher
-/// confirms (the caller awaits them). Still not the record: a client that
-/// misses a push sees a `seq` gap and catches up from the read model, and
-/// gateways enforce membership from the log.
-async fn announce(
-    channel: &Channel,
-    change: &AppliedChange,
-) -> Option<broker::lapin::PublisherConfirm> {
-    let channel_id = change.channel_id?;
-    let body = serde_json::to_vec(&crate::announcement::announcement(change)?).ok()?;
-    let published = channel
-        .basic_publish(
-            broker::PROJECTIONS_EXCHANGE.into(),
-            format!("channel.{channel_id}").into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default()
-                .with_message_id(change.event.event_id.to_string().into())
-                .with_content_type("application/json".into()),
-        )
-        .await;
-    match published {
-        Ok(confirm) => Some(confirm),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not announce a projection change");
-            None
-        }
     }
 }

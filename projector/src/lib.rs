@@ -4,9 +4,11 @@
 //! checkpoint with the commit, and announces each change to the gateways.
 //!
 //! Two feeds, one logic: on the services backend it consumes
-//! `projector.events` from RabbitMQ, acks after the commit and announces on
-//! `chat.projections` (`consume`); on the embedded one it reads the log
-//! itself from its checkpoint and announces on the in-process bus (`tail`).
+//! `projector.events` (or its partitions `projector.events.{p}`, shared
+//! between projector processes: `partitions`) from RabbitMQ, acks after the
+//! commit and announces on `chat.projections` (`consume`); on the embedded
+//! one it reads the log itself from its checkpoint and announces on the
+//! in-process bus (`tail`).
 
 mod announcement;
 mod apply;
@@ -15,6 +17,8 @@ mod checkpoint;
 mod consume;
 mod decode;
 mod heal;
+mod outbound;
+mod partitions;
 mod tail;
 mod validate;
 
@@ -23,6 +27,7 @@ pub use batch::{PendingBatch, apply_deliveries};
 pub use checkpoint::load as load_checkpoint;
 pub use consume::{ProjectorConfig, run};
 pub use decode::{Poison, decode_delivery};
+pub use partitions::PartitionView;
 pub use read_model::LIVE_PROJECTION;
 pub use tail::{DeadLetterTable, LogTailConfig, run_from_log};
 pub use validate::EventSchemas;

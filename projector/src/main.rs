@@ -1,4 +1,5 @@
-//! `projector`: consumes `projector.events` and builds the read model; serves
+//! `projector`: consumes `projector.events` (or its partitions, shared with
+//! the other projector processes) and builds the read model; serves
 //! `/metrics` and `/health` on `CHAT_HTTP_ADDR`.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -21,8 +22,10 @@ async fn main() -> anyhow::Result<()> {
     ));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let redis = redis_store::RedisStore::connect(&settings.redis_url, "").await?;
-    let config = ProjectorConfig::new(settings.amqp_url.clone())
+    let mut config = ProjectorConfig::new(settings.amqp_url.clone())
         .with_notifications(redis_store::Presence::new(redis));
+    // A malformed count refuses to start rather than run with another split.
+    config.partitions = broker::Partitions::from_env()?;
     let worker = tokio::spawn(projector::run(read, log, config, shutdown));
     let server = HttpServer::new(|| {
         App::new().configure(service_kit::metrics_route).route(

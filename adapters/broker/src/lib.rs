@@ -1,16 +1,23 @@
 //! The RabbitMQ adapter (DESIGN.md §4): connecting, declaring the topology
-//! every process relies on, routing keys, and message properties.
+//! every process relies on, routing keys, message properties, and the
+//! projector's partitions and member slots (DESIGN.md §10).
 
 mod backoff;
+pub mod membership;
+mod partition;
 mod routing;
 mod topology;
 
 pub use backoff::Backoff;
 pub use lapin;
+pub use partition::{
+    MAX_PARTITIONS, PARTITION_HEADER, PARTITIONS_VAR, Partitions, PartitionsError,
+};
 pub use routing::{event_category, routing_key};
 pub use topology::{
-    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE, PROJECTIONS_EXCHANGE,
-    PROJECTOR_BINDINGS, PROJECTOR_QUEUE, declare_events, declare_projections, projector_takes,
+    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE, PARTITIONS_EXCHANGE,
+    PROJECTIONS_EXCHANGE, PROJECTOR_BINDINGS, PROJECTOR_QUEUE, declare_events, declare_partitioned,
+    declare_projections, projector_takes,
 };
 
 use lapin::{Connection, ConnectionProperties};

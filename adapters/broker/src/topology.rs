@@ -1,7 +1,10 @@
 //! Declaring the topology. Every declaration is idempotent, so every process
 //! declares what it relies on at start and after every reconnect.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use crate::partition::{PARTITION_HEADER, Partitions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
@@ -11,8 +14,12 @@ pub const EVENTS_EXCHANGE: &str = "chat.exchange";
 pub const PROJECTIONS_EXCHANGE: &str = "chat.projections";
 /// Where rejected and over-delivered projector messages go.
 pub const DEAD_LETTER_EXCHANGE: &str = "chat.dlx";
-/// The projector's queue of events.
+/// The projector's queue of events (with partitions, the prefix of theirs:
+/// `projector.events.{p}`).
 pub const PROJECTOR_QUEUE: &str = "projector.events";
+/// With partitions: the headers exchange between `chat.exchange` and the
+/// partition queues, matching the `chat-partition` header.
+pub const PARTITIONS_EXCHANGE: &str = "chat.partitions";
 /// Dead letters, for operators to inspect and retry.
 pub const DEAD_LETTER_QUEUE: &str = "projector.dlq";
 /// Deliveries of one message before the queue dead-letters it: the last
@@ -42,9 +49,21 @@ pub fn projector_takes(routing_key: &str) -> bool {
     }
 }
 
-/// Declares `chat.exchange`, the projector's quorum queue with its bindings, and
-/// the dead-letter path, so no event is ever published with no queue behind it.
+/// Declares `chat.exchange`, the projector's queues with their bindings, and
+/// the dead-letter path, so no event is ever published with no queue behind
+/// it; as many partitions as `CHAT_PROJECTOR_PARTITIONS` says.
 pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
+    declare_partitioned(channel, Partitions::configured()).await
+}
+
+/// `declare_events` with `partitions` queues. One: `projector.events` bound
+/// to `chat.exchange`, as before partitions. More: `chat.exchange` bound to
+/// the headers exchange `chat.partitions` with the projector's keys, and
+/// each `projector.events.{p}` bound there to `chat-partition = p`.
+pub async fn declare_partitioned(
+    channel: &Channel,
+    partitions: Partitions,
+) -> Result<(), lapin::Error> {
     declare_exchange(channel, EVENTS_EXCHANGE, ExchangeKind::Topic).await?;
     declare_exchange(channel, DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout).await?;
     channel
@@ -63,6 +82,61 @@ pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
             FieldTable::default(),
         )
         .await?;
+    if !partitions.split() {
+        declare_projector_queue(channel, PROJECTOR_QUEUE).await?;
+        for key in PROJECTOR_BINDINGS {
+            channel
+                .queue_bind(
+                    PROJECTOR_QUEUE.into(),
+                    EVENTS_EXCHANGE.into(),
+                    ShortString::from(key),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        return Ok(());
+    }
+    declare_exchange(channel, PARTITIONS_EXCHANGE, ExchangeKind::Headers).await?;
+    for key in PROJECTOR_BINDINGS {
+        channel
+            .exchange_bind(
+                PARTITIONS_EXCHANGE.into(),
+                EVENTS_EXCHANGE.into(),
+                ShortString::from(key),
+                ExchangeBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    for partition in 0..partitions.count() {
+        let queue = partitions.queue(partition);
+        declare_projector_queue(channel, &queue).await?;
+        let mut matching = FieldTable::default();
+        matching.insert(
+            "x-match".into(),
+            AMQPValue::LongString(LongString::from("all")),
+        );
+        matching.insert(
+            PARTITION_HEADER.into(),
+            AMQPValue::LongString(LongString::from(partition.to_string())),
+        );
+        channel
+            .queue_bind(
+                ShortString::from(queue),
+                PARTITIONS_EXCHANGE.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                matching,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// One projector queue: quorum, single active consumer, dead letters to
+/// `chat.dlx`, the delivery limit.
+async fn declare_projector_queue(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-queue-type".into(),
@@ -78,28 +152,17 @@ pub async fn declare_events(channel: &Channel) -> Result<(), lapin::Error> {
         AMQPValue::LongLongInt(DELIVERY_LIMIT),
     );
     channel
-        .queue_declare(PROJECTOR_QUEUE.into(), durable_queue(), arguments)
+        .queue_declare(ShortString::from(queue), durable_queue(), arguments)
         .await
         .inspect_err(|e| {
             if e.to_string().contains("PRECONDITION_FAILED") {
                 tracing::error!(
-                    queue = PROJECTOR_QUEUE,
-                    "{PROJECTOR_QUEUE} exists with other arguments (an upgrade changed x-delivery-limit to {DELIVERY_LIMIT}): \
+                    queue,
+                    "{queue} exists with other arguments (an upgrade changed x-delivery-limit to {DELIVERY_LIMIT}): \
                      re-create it as operator-tools/README.md \"Upgrading the projector queue\" says"
                 );
             }
         })?;
-    for key in PROJECTOR_BINDINGS {
-        channel
-            .queue_bind(
-                PROJECTOR_QUEUE.into(),
-                EVENTS_EXCHANGE.into(),
-                ShortString::from(key),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
     Ok(())
 }
 

@@ -9,9 +9,9 @@
 //! `chat-partition` header, which routes it to that partition's queue.
 
 use super::RelayError;
+use broker::Partitions;
 use broker::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use broker::lapin::types::{AMQPValue, FieldTable, LongString};
-use broker::Partitions;
 use broker::lapin::{BasicProperties, Channel, Confirmation, Connection};
 use event_store::RecordedEvent;
 
