@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! cpu-share --seconds 20 --label "hot, 64 connections" [--chat-pid PID]
-//!           [--pg-db NAME,...] [--load-comm wrk,pgbench] [--load-pid PID,...] [--header]
+//!           [--pg-db NAME,...] [--load-comm wrk,pgbench] [--load-pid PID,...]
+//!           [--while PID] [--header]
 //! ```
+//!
+//! The window is `--seconds` long, or with `--while` ends when that process
+//! exits (`--seconds` then bounds it), for a run whose length is unknown.
 //!
 //! Prints one markdown row: the label, then the share of all cores each
 //! process group took (see `loadgen::cpu`); `--header` prints the header
@@ -16,7 +20,7 @@ use loadgen::cpu;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cpu-share --seconds S --label TEXT [--chat-pid PID] [--pg-db NAME,...] \
-[--load-comm NAME,...] [--load-pid PID,...] [--header]";
+[--load-comm NAME,...] [--load-pid PID,...] [--while PID] [--header]";
 
 fn list(value: &str) -> Vec<String> {
     value
@@ -30,6 +34,7 @@ fn list(value: &str) -> Vec<String> {
 async fn main() -> anyhow::Result<()> {
     let mut selector = cpu::Selector::default();
     let (mut seconds, mut label, mut header) = (None::<f64>, String::new(), false);
+    let mut watched = None::<u32>;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--header" {
@@ -42,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         match flag.as_str() {
             "--seconds" => seconds = Some(value.parse().context("--seconds")?),
             "--label" => label = value,
+            "--while" => watched = Some(value.parse().context("--while")?),
             "--chat-pid" => selector.chat = Some(value.parse().context("--chat-pid")?),
             "--pg-db" => selector.pg_databases = list(&value),
             "--load-comm" => selector.load_comms = list(&value),
@@ -59,7 +65,15 @@ async fn main() -> anyhow::Result<()> {
         bail!("--seconds must be given, 0 to 3600\n{USAGE}");
     };
     let before = selector.snapshot();
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    match watched {
+        None => tokio::time::sleep_until(deadline).await,
+        Some(pid) => {
+            while running(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     let shares = before.shares_until(&selector.snapshot());
     if header {
         println!("| window |{}", cpu::Shares::header());
@@ -67,4 +81,14 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("| {label} |{}", shares.cells());
     Ok(())
+}
+
+/// Whether `pid` still runs: present and not a zombie (an exited child its
+/// parent has not reaped yet, whose final ticks /proc still shows).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|close| stat.get(close + 2..close + 3))
+            .is_some_and(|state| state != "Z")
+    })
 }
