@@ -6,6 +6,7 @@ mod auth_and_input;
 mod auth_limits;
 mod channels;
 mod concurrency;
+mod group_commit;
 mod idempotency;
 mod messages;
 mod text_input;
