@@ -1,10 +1,11 @@
 //! One behaviour, two adapters: every test here runs against Redis (a key
-//! prefix of its own) and against the in-memory store, through the port.
+//! prefix of its own) and against the in-memory store, through the port;
+//! the throttle's also against the batched Redis throttle.
 
 use futures_util::StreamExt;
 use live_state::{LiveEvent, LiveEvents, PresenceStore, SocketCensus, SocketLimit, Throttle};
 use memory_store::{MemoryCensus, MemoryPresence, MemorySocketSlots, MemoryThrottle};
-use redis_store::{Presence, RateLimiter, RedisStore, SocketSlots};
+use redis_store::{BatchedRateLimiter, Presence, RateLimiter, RedisStore, SocketSlots};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -20,13 +21,22 @@ struct Backend {
 }
 
 async fn redis() -> Backend {
+    redis_with(|store| Arc::new(RateLimiter::new(store, 1, 3))).await
+}
+
+/// Redis, with sends admitted from local buckets reconciled in batches.
+async fn redis_batched() -> Backend {
+    redis_with(|store| Arc::new(BatchedRateLimiter::spawn(store, 1, 3))).await
+}
+
+async fn redis_with(throttle: impl FnOnce(RedisStore) -> Arc<dyn Throttle>) -> Backend {
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
     let store = RedisStore::connect(&test_support::redis_url(), &prefix)
         .await
         .expect("Redis (is it running?)");
     Backend {
         presence: Arc::new(Presence::new(store.clone())),
-        throttle: Arc::new(RateLimiter::new(store.clone(), 1, 3)),
+        throttle: throttle(store.clone()),
         slots: Arc::new(SocketSlots::new(store.clone(), 2)),
         census: Arc::new(store),
     }
@@ -208,6 +218,13 @@ async fn typing_and_probes_reach_every_subscriber(b: Backend) {
         assert_eq!(next(events).await, Some(typing.clone()));
         assert_eq!(next(events).await, None, "the probe");
     }
+}
+
+/// The batched Redis throttle (local buckets, reconciled in batches) keeps
+/// the port's behaviour.
+#[tokio::test]
+async fn batched_buckets_admit_a_burst_then_say_how_long_to_wait() {
+    buckets_admit_a_burst_then_say_how_long_to_wait(redis_batched().await).await;
 }
 
 async fn buckets_admit_a_burst_then_say_how_long_to_wait(b: Backend) {

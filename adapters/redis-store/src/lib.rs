@@ -1,13 +1,18 @@
 //! The Redis adapter of `live-state` (DESIGN.md §8). Redis holds only what heals itself:
 //! presence (entries expire, so a crashed gateway's sockets disappear),
 //! typing and presence fan-out by pub/sub, gateway socket counts, and send
-//! rate-limit windows. A flush loses nothing that matters.
+//! rate-limit windows (per call, [`RateLimiter`], or from local buckets
+//! reconciled in batches, [`BatchedRateLimiter`]). A flush loses nothing
+//! that matters.
 
+mod batched_rate_limit;
+mod local_buckets;
 mod port;
 mod presence;
 mod rate_limit;
 mod sockets;
 
+pub use batched_rate_limit::{BatchedRateLimiter, DEFAULT_SYNC_INTERVAL};
 pub use live_state::{LiveEvent, OnlineSnapshot, PRESENCE_TTL, RateLimited};
 pub use presence::Presence;
 pub use rate_limit::RateLimiter;
