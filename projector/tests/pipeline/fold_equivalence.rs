@@ -104,7 +104,7 @@ async fn the_read_model_equals_a_fold_of_the_log() {
     }
 }
 
-async fn assert_channel_matches_log(p: &Pipeline, channel: ChannelId) {
+pub async fn assert_channel_matches_log(p: &Pipeline, channel: ChannelId) {
     let stream = channel_stream(channel);
     let events = p.store().read_stream(&stream, 0).await.expect("log");
     let state = events

@@ -58,8 +58,14 @@ impl Pipeline {
     }
 
     pub fn start_relay(&mut self) {
+        self.start_relay_with(broker::Partitions::ONE);
+    }
+
+    /// The relay, stamping `partitions` partitions.
+    pub fn start_relay_with(&mut self, partitions: broker::Partitions) {
         let config = RelayConfig {
             poll_interval: Duration::from_millis(50),
+            partitions,
             ..RelayConfig::new(self.vhost.amqp_url.clone())
         };
         self.tasks.push(tokio::spawn(relay::run(
@@ -74,15 +80,21 @@ impl Pipeline {
     }
 
     pub fn start_projector_with(&mut self, tune: impl FnOnce(ProjectorConfig) -> ProjectorConfig) {
-        let config = tune(ProjectorConfig::new(self.vhost.amqp_url.clone()));
+        let task = self.spawn_projector(tune(ProjectorConfig::new(self.vhost.amqp_url.clone())));
+        self.tasks.push(task);
+    }
+
+    /// A projector with its own connection; aborting the task kills it
+    /// (its connection drops with its deliveries unacked).
+    pub fn spawn_projector(&self, config: ProjectorConfig) -> JoinHandle<()> {
         let read = std::sync::Arc::new(read_model::PgReadModel::new(self.read.pool.clone()));
         let log = std::sync::Arc::new(PgEventStore::new(self.log.pool.clone()));
         let shutdown = self.stop.subscribe();
-        self.tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             projector::run(read, log, config, shutdown)
                 .await
                 .expect("projector runs");
-        }));
+        })
     }
 
     pub fn store(&self) -> PgEventStore {

@@ -12,6 +12,7 @@ mod lag;
 mod model;
 mod notifications;
 mod outages;
+mod partitions;
 mod poison;
 mod positions;
 mod relay;
