@@ -64,7 +64,10 @@ impl Services {
         role: Role,
     ) -> anyhow::Result<Wiring> {
         let store = Arc::new(PgEventStore::new(self.log.clone()));
-        let limiter = redis_store::RateLimiter::new(
+        // Sends are admitted from local buckets reconciled with Redis in
+        // batches: no round trip per send (bounded over-admission, see
+        // redis-store's README).
+        let limiter = redis_store::BatchedRateLimiter::spawn(
             self.redis.clone(),
             settings.send_rate_per_sec,
             settings.send_burst,
