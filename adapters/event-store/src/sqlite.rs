@@ -7,23 +7,30 @@
 //! position of the append that wrote it, so cursors keep their shape
 //! (`(transaction_id, global_position)`, ordered the same way). WAL lets the
 //! readers' pool read while the writer writes; `synchronous = FULL` makes an
-//! acknowledged append survive a power cut, not only a `kill -9`.
+//! acknowledged append survive a power cut, not only a `kill -9`. Appends
+//! and registrations are committed in groups by one writer task
+//! ([`writer`]), so concurrent callers share an fsync.
 
-use crate::accounts::{Accounts, Credentials, RegisterError, classify_credentials};
+mod insert;
+mod writer;
+
+use crate::accounts::{Accounts, Credentials, RegisterError};
 use crate::{AppendError, Cursor, ExpectedVersion, LogFilter, NewEvent, RecordedEvent, Snapshot};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use insert::Append;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
+use writer::{Job, Writer};
 
 const COLUMNS: &str = "event_id, event_type, schema_version, stream_id, stream_version, \
      global_position, transaction_id, recorded_at, data, metadata";
@@ -47,11 +54,14 @@ pub struct SqliteEventStore {
     reader: SqlitePool,
     /// The last committed position, for whole-log readers in this process.
     appended: Arc<watch::Sender<i64>>,
+    /// The queue to the task that commits appends in groups.
+    queue: Writer,
 }
 
 impl SqliteEventStore {
     /// Opens (creating and migrating) the log at `path` with `readers`
-    /// read connections beside the one writer.
+    /// read connections beside the one writer, whose task runs on the
+    /// current runtime.
     pub async fn open(path: &Path, readers: u32) -> Result<Self, SqliteOpenError> {
         let shown = path.display().to_string();
         let open_error = |source| SqliteOpenError::Open {
@@ -90,10 +100,12 @@ impl SqliteEventStore {
             .fetch_one(&reader)
             .await
             .map_err(open_error)?;
+        let appended = Arc::new(watch::Sender::new(last));
         Ok(Self {
+            queue: Writer::spawn(writer.clone(), appended.clone()),
             writer,
             reader,
-            appended: Arc::new(watch::Sender::new(last)),
+            appended,
         })
     }
 
@@ -107,29 +119,6 @@ impl SqliteEventStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
-    }
-
-    /// Appends in its own write transaction and wakes this process's readers.
-    async fn append_locked(
-        &self,
-        stream_id: &str,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Result<Vec<RecordedEvent>, AppendError> {
-        // IMMEDIATE takes the write lock now, so nothing read in the append
-        // can change before its insert (another process's writer waits).
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let recorded = append_in(&mut tx, stream_id, expected, events).await?;
-        tx.commit().await?;
-        self.committed(&recorded);
-        Ok(recorded)
-    }
-
-    /// Wakes this process's whole-log readers after `recorded` committed.
-    fn committed(&self, recorded: &[RecordedEvent]) {
-        if let Some(last) = recorded.last() {
-            self.appended.send_replace(last.global_position);
-        }
     }
 
     async fn fetch_all(
@@ -158,7 +147,10 @@ impl crate::EventLog for SqliteEventStore {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        self.append_locked(stream_id, expected, events).await
+        let append = Append::new(stream_id, expected, events);
+        self.queue
+            .submit(|reply| Job::Append(append, reply), AppendError::Database)
+            .await
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, sqlx::Error> {
@@ -380,24 +372,14 @@ impl Accounts for SqliteEventStore {
         events: &[NewEvent],
         credentials: &Credentials,
     ) -> Result<Vec<RecordedEvent>, RegisterError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+        let append = Append::new(stream_id, expected, events);
+        let credentials = credentials.clone();
+        self.queue
+            .submit(
+                |reply| Job::Register(append, credentials, reply),
+                RegisterError::Database,
+            )
             .await
-            .map_err(RegisterError::Database)?;
-        let recorded = append_in(&mut tx, stream_id, expected, events).await?;
-        sqlx::query(
-            "INSERT INTO user_credentials (user_id, username, password_hash) VALUES (?, ?, ?)",
-        )
-        .bind(credentials.user_id.hyphenated().to_string())
-        .bind(&credentials.username)
-        .bind(&credentials.password_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| classify_credentials(e, &credentials.username))?;
-        tx.commit().await.map_err(RegisterError::Database)?;
-        self.committed(&recorded);
-        Ok(recorded)
     }
 
     async fn credentials_of(&self, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
@@ -416,120 +398,6 @@ impl Accounts for SqliteEventStore {
             })
         })
         .transpose()
-    }
-}
-
-/// Appends inside the caller's write transaction (begun IMMEDIATE), counting
-/// conflicts and appended events as the PostgreSQL adapter does.
-async fn append_in(
-    conn: &mut SqliteConnection,
-    stream_id: &str,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-) -> Result<Vec<RecordedEvent>, AppendError> {
-    if events.is_empty() {
-        return Ok(vec![]);
-    }
-    let recorded = insert_events(conn, stream_id, expected, events)
-        .await
-        .inspect_err(|e| {
-            if e.is_conflict() {
-                metrics::counter!("event_store_append_conflicts_total").increment(1);
-            }
-        })?;
-    metrics::counter!("event_store_appended_events_total").increment(recorded.len() as u64);
-    Ok(recorded)
-}
-
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    stream_id: &str,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-) -> Result<Vec<RecordedEvent>, AppendError> {
-    let conflict = || AppendError::Conflict {
-        stream_id: stream_id.to_owned(),
-        expected: expected.to_string(),
-    };
-    let head: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
-    )
-    .bind(stream_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let head = head as u64;
-    let fits = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => head == 0,
-        ExpectedVersion::Exact(v) => head == v,
-    };
-    if !fits {
-        return Err(conflict());
-    }
-    let first: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) + 1 FROM events")
-        .fetch_one(&mut *conn)
-        .await?;
-    let recorded_at = now_micros();
-    let stamp = format_time(recorded_at);
-    let mut recorded = Vec::with_capacity(events.len());
-    for (offset, event) in events.iter().enumerate() {
-        let position = first + offset as i64;
-        let version = head + 1 + offset as u64;
-        sqlx::query(
-            "INSERT INTO events (global_position, transaction_id, stream_id, stream_version, \
-             event_id, event_type, schema_version, data, metadata, recorded_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(position)
-        .bind(first)
-        .bind(stream_id)
-        .bind(to_i64(version))
-        .bind(event.event_id.hyphenated().to_string())
-        .bind(&event.event_type)
-        .bind(i64::from(event.schema_version))
-        .bind(event.data.to_string())
-        .bind(event.metadata.to_string())
-        .bind(&stamp)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| classify_insert(e, stream_id, expected, event))?;
-        recorded.push(RecordedEvent {
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            stream_id: stream_id.to_owned(),
-            stream_version: version,
-            global_position: position,
-            transaction_id: first as u64,
-            recorded_at,
-            data: event.data.clone(),
-            metadata: event.metadata.clone(),
-        });
-    }
-    Ok(recorded)
-}
-
-/// A unique violation of one insert, told apart by the constraint SQLite names.
-fn classify_insert(
-    err: sqlx::Error,
-    stream_id: &str,
-    expected: ExpectedVersion,
-    event: &NewEvent,
-) -> AppendError {
-    let unique = err
-        .as_database_error()
-        .filter(|e| e.is_unique_violation())
-        .map(|e| e.message().to_owned());
-    match unique.as_deref() {
-        Some(m) if m.contains("events.stream_id, events.stream_version") => AppendError::Conflict {
-            stream_id: stream_id.to_owned(),
-            expected: expected.to_string(),
-        },
-        Some(m) if m.contains("events.event_id") => AppendError::DuplicateEventId,
-        Some(m) if m.contains("events_idempotency_key") => AppendError::DuplicateIdempotencyKey(
-            event.idempotency_key().unwrap_or_default().to_owned(),
-        ),
-        _ => AppendError::Database(err),
     }
 }
 
