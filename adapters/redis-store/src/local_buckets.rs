@@ -55,16 +55,19 @@ impl LocalBuckets {
         if !self.buckets.contains_key(key) && self.buckets.len() >= self.capacity {
             self.make_room(now_ms);
         }
-        let tokens = self
-            .buckets
-            .get(key)
-            .map_or(self.burst, |b| self.refilled(b, now_ms));
-        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens,
-            at_ms: now_ms,
-            pending: 0,
-            queued: false,
-        });
+        let (rate_per_ms, burst) = (self.rate_per_ms, self.burst);
+        // Looked up first so a known key (the usual case) allocates nothing.
+        let bucket = match self.buckets.get_mut(key) {
+            Some(bucket) => bucket,
+            None => self.buckets.entry(key.to_owned()).or_insert(Bucket {
+                tokens: burst,
+                at_ms: now_ms,
+                pending: 0,
+                queued: false,
+            }),
+        };
+        let tokens =
+            (bucket.tokens + now_ms.saturating_sub(bucket.at_ms) as f64 * rate_per_ms).min(burst);
         bucket.at_ms = now_ms;
         if !bucket.queued {
             bucket.queued = true;
@@ -76,7 +79,7 @@ impl LocalBuckets {
             Ok(())
         } else {
             bucket.tokens = tokens;
-            let wait = ((1.0 - tokens) / self.rate_per_ms).ceil() as u64;
+            let wait = ((1.0 - tokens) / rate_per_ms).ceil() as u64;
             Err(RateLimited {
                 retry_after_ms: wait.max(1),
             })
