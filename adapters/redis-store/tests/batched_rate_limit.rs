@@ -278,3 +278,45 @@ async fn the_limit_heals_after_redis_loses_its_keys() {
         "Redis holds the bucket again"
     );
 }
+
+/// The real thing (so it runs alone): FLUSHALL, and SCRIPT FLUSH as a
+/// restarted Redis forgets its scripts. The next round trips load the script
+/// again and rebuild the bucket: one more burst, then the limit holds.
+#[tokio::test]
+async fn exclusive_flushall_and_forgotten_scripts_heal() {
+    let store = store(&test_support::redis_url(), &prefix()).await;
+    let limiter = BatchedRateLimiter::spawn(store.clone(), 1, 5);
+    let user = Uuid::new_v4();
+    for _ in 0..5 {
+        assert!(admitted(&limiter, user).await);
+    }
+    assert!(!admitted(&limiter, user).await, "the burst is spent");
+    reconciled().await;
+
+    let mut c = store.connection();
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut c)
+        .await
+        .expect("FLUSHALL");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut c)
+        .await
+        .expect("SCRIPT FLUSH");
+
+    assert!(!admitted(&limiter, user).await, "refused until it hears");
+    reconciled().await;
+    let mut after = 0;
+    while admitted(&limiter, user).await {
+        after += 1;
+    }
+    assert!(
+        (5..=6).contains(&after),
+        "a full burst again after the flush, no more: {after}"
+    );
+    reconciled().await;
+    assert!(
+        shared_level(&store, user).await.is_some_and(|l| l < 1.0),
+        "Redis holds the bucket again"
+    );
+}
