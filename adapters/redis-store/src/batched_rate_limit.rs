@@ -20,7 +20,8 @@
 //! full) on several instances at the same moment; a user already sending
 //! steadily gains about `(N − 1) × rate × Δ`, and the debt takes it back. A
 //! Redis flush forgets the shared buckets (and their debts): at most one more
-//! burst per user, within one interval of the flush.
+//! burst per user, within one interval of the flush. So does an instance
+//! holding more than `CAPACITY` users, for each user it forgot to make room.
 //!
 //! Fail open: when Redis does not answer, sends go on being admitted by the
 //! local buckets alone (each instance then limits on its own, never more
