@@ -68,8 +68,6 @@ enum ConsumeError {
     Broker(#[from] broker::BrokerError),
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] broker::lapin::Error),
-    #[error("projector members: {0}")]
-    Membership(#[from] broker::membership::MembershipError),
     #[error("rebalancing partitions: {0}")]
     Rebalance(#[from] RebalanceError),
     #[error("the consumer was cancelled")]
@@ -153,7 +151,7 @@ impl Projector {
         // Only once in line on every partition: the others hand over to a
         // member as soon as they see its slot.
         if config.partitions.split() {
-            subs.joined(broker::membership::join(&connection).await?);
+            subs.join(&connection).await?;
         }
         self.refresh_checkpoint().await;
         let mut lag_timer = tokio::time::interval(LAG_INTERVAL);
@@ -172,7 +170,7 @@ impl Projector {
                     continue;
                 }
                 _ = member_timer.tick(), if config.partitions.split() => {
-                    subs.rebalance(&connection).await?;
+                    subs.rebalance().await?;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),

@@ -215,11 +215,18 @@ async fn partition_takeover_two_projectors_split_the_partitions_and_a_killed_one
             }
         }
     });
+    let b1: u64 = b.delivered().iter().sum();
     let kill = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
         b_task.abort();
+        b.delivered().iter().sum::<u64>()
     };
-    futures_util::future::join(futures_util::future::join_all(senders), kill).await;
+    let (_, b_at_kill) =
+        futures_util::future::join(futures_util::future::join_all(senders), kill).await;
+    assert!(
+        b_at_kill > b1,
+        "b was consuming the flood when it was killed ({b1} before, {b_at_kill} at the kill)"
+    );
     settle(&[&a], &[usize::from(N)]).await;
     p.wait_projected().await;
 

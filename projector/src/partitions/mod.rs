@@ -28,11 +28,15 @@ use broker::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOp
 use broker::lapin::types::FieldTable;
 use broker::lapin::{Channel, Connection};
 use futures_util::StreamExt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+mod view;
+
+pub use view::PartitionView;
 
 /// How often the live members are read.
 pub(crate) const MEMBER_CHECK: Duration = Duration::from_millis(1000);
@@ -61,71 +65,6 @@ pub(crate) enum Feed {
     Ended(u16, u64),
 }
 
-/// Which partitions a `run` is active on and what each delivered: what the
-/// `projector_partition_active` gauges show, readable by the embedding
-/// process and by tests.
-#[derive(Debug, Default)]
-pub struct PartitionView {
-    state: Mutex<ViewState>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct ViewState {
-    active: Vec<bool>,
-    delivered: Vec<u64>,
-    slot: Option<u16>,
-}
-
-impl PartitionView {
-    /// The partitions this run holds: it prefers them, or the broker made it
-    /// their active consumer since it last subscribed.
-    pub fn active(&self) -> Vec<u16> {
-        let state = self.lock();
-        (0..state.active.len() as u16)
-            .filter(|p| state.active[usize::from(*p)])
-            .collect()
-    }
-
-    /// Deliveries per partition since the start.
-    pub fn delivered(&self) -> Vec<u64> {
-        self.lock().delivered.clone()
-    }
-
-    /// This run's member slot (None: not split, or not joined yet).
-    pub fn slot(&self) -> Option<u16> {
-        self.lock().slot
-    }
-
-    fn reset(&self, partitions: Partitions) {
-        let mut state = self.lock();
-        let n = usize::from(partitions.count());
-        state.active = vec![false; n];
-        state.delivered.resize(n, 0);
-        state.slot = None;
-        for p in 0..partitions.count() {
-            gauge(p, false);
-        }
-    }
-
-    fn set_active(&self, partition: u16, active: bool) {
-        if let Some(a) = self.lock().active.get_mut(usize::from(partition)) {
-            if *a != active {
-                *a = active;
-                gauge(partition, active);
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ViewState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn gauge(partition: u16, active: bool) {
-    metrics::gauge!("projector_partition_active", "partition" => partition.to_string())
-        .set(if active { 1.0 } else { 0.0 });
-}
-
 /// One partition's subscription.
 struct Sub {
     channel: Channel,
@@ -144,7 +83,8 @@ pub(crate) struct Subscriptions {
     feed_in: mpsc::UnboundedSender<Feed>,
     feed: mpsc::UnboundedReceiver<Feed>,
     view: Arc<PartitionView>,
-    slot: Option<u16>,
+    /// This process's member slot and the channel its checks go on.
+    member: Option<(broker::membership::Member, Channel)>,
     live: Vec<u16>,
 }
 
@@ -189,15 +129,19 @@ impl Subscriptions {
             feed_in,
             feed,
             view,
-            slot: None,
+            member: None,
             live: Vec::new(),
         })
     }
 
-    /// Notes this process's member slot.
-    pub(crate) fn joined(&mut self, slot: u16) {
-        self.slot = Some(slot);
-        self.view.lock().slot = Some(slot);
+    /// Takes a member slot, once subscribed everywhere (so the others hand
+    /// over to a member that is in line on every partition).
+    pub(crate) async fn join(&mut self, connection: &Connection) -> Result<(), RebalanceError> {
+        let member = broker::membership::join(connection).await?;
+        let probe = connection.create_channel().await?;
+        self.view.lock().slot = Some(member.slot);
+        self.member = Some((member, probe));
+        Ok(())
     }
 
     /// The next delivery of any partition and its partition; Err when a
@@ -252,14 +196,12 @@ impl Subscriptions {
 
     /// Reads the live members and hands over the partitions this process
     /// should not hold (see the module doc).
-    pub(crate) async fn rebalance(
-        &mut self,
-        connection: &Connection,
-    ) -> Result<(), RebalanceError> {
-        let Some(slot) = self.slot else {
+    pub(crate) async fn rebalance(&mut self) -> Result<(), RebalanceError> {
+        let Some((member, probe)) = &self.member else {
             return Ok(());
         };
-        let live = broker::membership::live(connection).await?;
+        let slot = member.slot;
+        let live = broker::membership::live(probe).await?;
         let changed = live != self.live;
         if changed {
             metrics::counter!("projector_rebalances_total").increment(1);
