@@ -26,8 +26,12 @@ async fn main() -> anyhow::Result<()> {
         redis.clone(),
         settings.auth_attempts_per_min,
     )?);
-    let limiter =
-        redis_store::RateLimiter::new(redis, settings.send_rate_per_sec, settings.send_burst);
+    // No Redis round trip per send: local buckets reconciled in batches.
+    let limiter = redis_store::BatchedRateLimiter::spawn(
+        redis,
+        settings.send_rate_per_sec,
+        settings.send_burst,
+    );
     let store = std::sync::Arc::new(PgEventStore::new(pool));
     let known_users = web::Data::new(service_kit::KnownUsers::in_log(store.clone()));
     let service = web::Data::new(CommandService::new(store, policy).with_rate_limiter(limiter));
