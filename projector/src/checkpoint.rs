@@ -11,6 +11,14 @@
 //! in commit order yet because an older transaction anywhere in the cluster
 //! is still open): measured on every batch and on a timer, so it grows while
 //! nothing arrives, which is exactly when it matters.
+//!
+//! With partitions each batch still moves the one checkpoint row, never
+//! back: it is the furthest commit-order cursor any partition reached, not a
+//! point below which everything is applied (another partition may be
+//! behind). Every event after it is unapplied by everyone, so the lag then
+//! measured from it (each process re-reads the shared row on the timer) is a
+//! lower bound: it shows a hold-back and a stall of every partition, while
+//! one partition falling behind the rest shows as its queue's depth.
 
 use crate::LIVE_PROJECTION;
 use event_store::{Cursor, EventLog, RecordedEvent};

@@ -43,8 +43,9 @@ impl ProjectorConfig {
         Self {
             amqp_url: amqp_url.into(),
             presence: None,
-            // No more in flight than one batch: every delivery in flight when
-            // the projector dies counts towards the queue's delivery limit.
+            // No more in flight than one batch per queue: every delivery in
+            // flight when the projector dies counts towards the queue's
+            // delivery limit.
             prefetch: 256,
             max_batch: 256,
             partitions: Partitions::configured(),
