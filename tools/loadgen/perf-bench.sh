@@ -26,7 +26,7 @@
 # Tables, logs and SVGs go to $OUT (default /tmp/perf-bench). Environment:
 # CHAT_BENCH_DATABASE_URL (default postgres://postgres@localhost:5432/postgres),
 # HOT_SECONDS (20), RAW_SECONDS (15), WS_SECONDS (20), WS_RATES
-# (200,500,1000,2000), RELAY_EVENTS (50000), SEED_MESSAGES (100000),
+# (200,500,1000,2000), WS_CLIENTS (1000), WS_CHANNELS (100), RELAY_EVENTS (50000), SEED_MESSAGES (100000),
 # SEED_CHANNELS (100), BENCH_REDIS_DB (13).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +39,8 @@ HOT_SECONDS=${HOT_SECONDS:-20}
 RAW_SECONDS=${RAW_SECONDS:-15}
 WS_SECONDS=${WS_SECONDS:-20}
 WS_RATES=${WS_RATES:-200,500,1000,2000}
+WS_CLIENTS=${WS_CLIENTS:-1000}
+WS_CHANNELS=${WS_CHANNELS:-100}
 RELAY_EVENTS=${RELAY_EVENTS:-50000}
 SEED_MESSAGES=${SEED_MESSAGES:-100000}
 SEED_CHANNELS=${SEED_CHANNELS:-100}
@@ -84,6 +86,21 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# psql without its NOTICEs (DROP ... IF EXISTS of what is not there).
+psql() { PGOPTIONS='-c client_min_messages=warning' command psql "$@"; }
+
+# Other work shares the PostgreSQL server (100 connections): wait, bounded,
+# until $1 are free beside a margin of 5.
+wait_for_connections() { # count
+  local free
+  for _ in $(seq 120); do
+    free=$(psql -tA "$PG" -c "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity")
+    [ "$free" -ge "$(($1 + 5))" ] && return 0
+    sleep 1
+  done
+  fail "PostgreSQL has $free free connections, $1 needed, for 2 minutes"
+}
 
 load() { echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 now() { date +%s.%N; }
@@ -147,6 +164,7 @@ raw_inserts() { # label cpu-file
   for migration in adapters/event-store/migrations/*.sql; do
     psql -q -v ON_ERROR_STOP=1 "$(db_url "$db")" -f "$migration" >/dev/null
   done
+  wait_for_connections 32
   sample_cpu "$RAW_SECONDS" "$2" "$1" --pg-db "$db" --load-comm pgbench
   pgbench -n -c 32 -j 2 -T "$RAW_SECONDS" -f "$HERE/raw-insert.sql" "$(db_url "$db")" \
     >"$OUT/pgbench-$1.log" 2>&1 || fail "pgbench failed (log: $OUT/pgbench-$1.log)"
@@ -169,7 +187,7 @@ wrk_sends() { # label channels server-name cpu-file
   wait "${BACKGROUND[-1]}" || true
   sleep 2 # sends in flight when wrk stopped commit or fail meanwhile
   cat "$acked".* >"$acked"
-  check=$(psql -tA -F ' ' -v ON_ERROR_STOP=1 "$(db_url "${name}_log")" <<SQL
+  check=$(psql -qtA -F ' ' -v ON_ERROR_STOP=1 "$(db_url "${name}_log")" <<SQL
 CREATE TEMP TABLE acked (status int, id text);
 \copy acked FROM '$acked' WITH (DELIMITER ' ')
 CREATE TEMP TABLE logged AS SELECT data->>'client_msg_id' AS id, stream_id, data->>'seq' AS seq
@@ -222,7 +240,7 @@ phase_hot() {
     echo "|---|---:|---:|---:|"
     for row in "${rows[@]}"; do
       IFS='|' read -r _ label _ _ rate _ <<<"$row"
-      echo "|$label|$rate | $before | $(echo "scale=2; $rate / $before" | bc) |"
+      printf '|%s|%s | %s | %.2f |\n' "$label" "$rate" "$before" "$(echo "scale=3; $rate / $before" | bc)"
     done
     echo
     cat "$cpu"
@@ -233,7 +251,7 @@ phase_ws() {
   local name="${RUN}_ws"
   echo "== ws: send-to-push at $WS_RATES msg/s ($(load))"
   start_server "$name"
-  "$BIN/ws-load" "$BASE" --clients 1000 --channels 100 --rates "$WS_RATES" --seconds "$WS_SECONDS" \
+  "$BIN/ws-load" "$BASE" --clients "$WS_CLIENTS" --channels "$WS_CHANNELS" --rates "$WS_RATES" --seconds "$WS_SECONDS" \
     --idle 0 --server-pid "$SERVER_PID" --pg-db "${name}_log,${name}_read" \
     --chart "$OUT/ws-send-to-push.svg" 2>"$OUT/ws-load.log" | tee "$OUT/ws.md"
   stop_server
@@ -264,7 +282,7 @@ phase_rebuild() {
   env -u CHAT_DATABASE_URL -u CHAT_READ_DATABASE_URL -u CHAT_AMQP_URL -u CHAT_REDIS_URL -u CHAT_BACKEND \
     $(server_env "$name") RUST_LOG=warn "$BIN/chat" rebuild read-model 2>"$OUT/rebuild.log" &
   pid=$!
-  "$BIN/cpu-share" --seconds 3600 --while "$pid" --label "chat rebuild read-model" \
+  "$BIN/cpu-share" --seconds 3600 --while "$pid" --label "chat rebuild read-model (it is the load generator column)" \
     --pg-db "${name}_log,${name}_read" --load-pid "$pid" --header >"$cpu"
   wait "$pid" || fail "chat rebuild read-model failed (log: $OUT/rebuild.log)"
   rebuild_secs=$(echo "$(now) - $started" | bc)
@@ -274,7 +292,7 @@ phase_rebuild() {
   started=$(now)
   psql -q -v ON_ERROR_STOP=1 "$read" -c "\\copy public.copy_messages FROM '$WORK/messages.tsv'" &
   pid=$!
-  "$BIN/cpu-share" --seconds 3600 --while "$pid" --label "psql \\copy of rm.messages" \
+  "$BIN/cpu-share" --seconds 3600 --while "$pid" --label "psql \\copy of rm.messages (psql is the load generator column)" \
     --pg-db "${name}_read" --load-pid "$pid" >>"$cpu"
   wait "$pid" || fail "COPY failed"
   copy_secs=$(echo "$(now) - $started" | bc)
@@ -287,7 +305,7 @@ phase_rebuild() {
     rebuild_rate=$(echo "$events / $rebuild_secs" | bc)
     copy_rate=$(echo "$rows / $copy_secs" | bc)
     printf '| %s | %.2f | %s | %s | %.2f | %s | %s |\n' "$events" "$rebuild_secs" "$rebuild_rate" \
-      "$rows" "$copy_secs" "$copy_rate" "$(echo "scale=2; $rebuild_rate / $copy_rate" | bc)"
+      "$rows" "$copy_secs" "$copy_rate" "$(printf '%.2f' "$(echo "scale=3; $rebuild_rate / $copy_rate" | bc)")"
     echo
     cat "$cpu"
   } | tee "$OUT/rebuild.md"

@@ -95,11 +95,12 @@ impl Selector {
             "postgres" => {
                 let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let title = String::from_utf8_lossy(&title);
-                // A backend's title is "postgres: USER DATABASE ADDRESS STATE".
+                // A backend's title is "postgres: [CLUSTER: ]USER DATABASE
+                // ADDRESS STATE" (Debian names the cluster, e.g. "15/main:").
                 let ours = title
-                    .split_whitespace()
-                    .nth(2)
-                    .is_some_and(|db| self.pg_databases.iter().any(|d| d == db));
+                    .split(|c: char| c.is_whitespace() || c == '\0')
+                    .skip(1)
+                    .any(|word| self.pg_databases.iter().any(|d| d == word));
                 Some(if ours { 1 } else { 2 })
             }
             "beam.smp" => Some(3),

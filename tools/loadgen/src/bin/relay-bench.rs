@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let (Some(log_url), Some(amqp_url)) = (log_url, amqp_url) else {
         bail!("{USAGE}");
     };
-    let pool = event_store::connect(&log_url, 4).await?;
+    let pool = event_store::connect(&log_url, 8).await?;
     if relay::checkpoint(&pool).await? != Cursor::START {
         bail!("a relay already published from this log: seed a fresh one");
     }
@@ -200,7 +200,7 @@ async fn run_relay(pool: &sqlx::PgPool, config: RelayConfig, last: Cursor) -> an
         if Instant::now() > deadline || task.is_finished() {
             break false;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
