@@ -3,6 +3,8 @@
 //! partitions about half each, and when one is killed mid-flood the other
 //! takes them all with nothing lost or applied twice.
 
+mod takeover;
+
 use crate::fold_equivalence::assert_channel_matches_log;
 use crate::helpers::Pipeline;
 use broker::Partitions;
@@ -15,14 +17,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-const N: u16 = 4;
+pub(super) const N: u16 = 4;
 
-fn four() -> Partitions {
+pub(super) fn four() -> Partitions {
     Partitions::new(N).expect("4 partitions")
 }
 
 /// Channels until every partition has at least `per` of them.
-async fn channels_on_every_partition(p: &Pipeline, owner: UserId, per: usize) -> Vec<ChannelId> {
+pub(super) async fn channels_on_every_partition(
+    p: &Pipeline,
+    owner: UserId,
+    per: usize,
+) -> Vec<ChannelId> {
     let mut by_partition: BTreeMap<u16, usize> = BTreeMap::new();
     let mut channels = Vec::new();
     while (0..N).any(|q| by_partition.get(&q).copied().unwrap_or(0) < per) {
@@ -131,7 +137,7 @@ async fn the_relay_routes_each_stream_to_one_partition_in_order() {
 }
 
 /// A projector on the four partitions whose view the test reads.
-fn member(p: &Pipeline) -> (Arc<PartitionView>, tokio::task::JoinHandle<()>) {
+pub(super) fn member(p: &Pipeline) -> (Arc<PartitionView>, tokio::task::JoinHandle<()>) {
     let view = Arc::new(PartitionView::default());
     let mut config = ProjectorConfig::new(p.vhost.amqp_url.clone());
     config.partitions = four();
@@ -139,14 +145,14 @@ fn member(p: &Pipeline) -> (Arc<PartitionView>, tokio::task::JoinHandle<()>) {
     (view, p.spawn_projector(config))
 }
 
-/// Waits until the views hold the given numbers of partitions, disjoint and together all.
-async fn settle(views: &[&PartitionView], shares: &[usize]) {
+/// Waits until the views hold the given numbers of partitions, disjoint.
+pub(super) async fn settle(views: &[&PartitionView], shares: &[usize]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let active: Vec<Vec<u16>> = views.iter().map(|v| v.active()).collect();
         let all: BTreeSet<u16> = active.iter().flatten().copied().collect();
         let sizes: Vec<usize> = active.iter().map(Vec::len).collect();
-        if sizes == shares && all.len() == usize::from(N) {
+        if sizes == shares && all.len() == shares.iter().sum::<usize>() {
             return;
         }
         assert!(
@@ -158,7 +164,7 @@ async fn settle(views: &[&PartitionView], shares: &[usize]) {
 }
 
 /// Deliveries per partition since `before`.
-fn since(view: &PartitionView, before: &[u64]) -> Vec<u64> {
+pub(super) fn since(view: &PartitionView, before: &[u64]) -> Vec<u64> {
     view.delivered()
         .iter()
         .enumerate()
@@ -166,72 +172,43 @@ fn since(view: &PartitionView, before: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partition_takeover_two_projectors_split_the_partitions_and_a_killed_ones_move_to_the_other()
- {
-    let mut p = Pipeline::new().await;
-    p.start_relay_with(four());
-    let (a, a_task) = member(&p);
-    let (b, b_task) = member(&p);
-    settle(&[&a, &b], &[2, 2]).await;
-
-    // Traffic on every partition goes to the one process that holds it.
-    let owner = UserId::new();
-    let channels = channels_on_every_partition(&p, owner, 1).await;
-    let (a0, b0) = (a.delivered(), b.delivered());
-    for channel in &channels {
-        p.send(owner, *channel, "hello").await;
-    }
-    p.wait_projected().await;
-    let (da, db) = (since(&a, &a0), since(&b, &b0));
-    for q in 0..usize::from(N) {
-        assert!(
-            (da[q] > 0) != (db[q] > 0),
-            "partition {q} was consumed by exactly one process: a {da:?}, b {db:?}"
-        );
-    }
-    let held = |d: &[u64]| d.iter().filter(|n| **n > 0).count();
-    assert_eq!(
-        (held(&da), held(&db)),
-        (2, 2),
-        "half each: a {da:?}, b {db:?}"
-    );
-
-    // A flood on every channel; b dies in the middle of it, deliveries unacked.
+/// Members join every channel, then each sends `rounds` messages into every
+/// channel while `kill` runs `after` into the flood; returns what `kill` did.
+pub(super) async fn flood_while<T>(
+    p: &Pipeline,
+    channels: &[ChannelId],
+    after: Duration,
+    kill: impl std::future::Future<Output = T>,
+) -> T {
     let members: Vec<UserId> = (0..4).map(|_| UserId::new()).collect();
-    for channel in &channels {
+    for channel in channels {
         for m in &members {
             p.command(*m, *channel, ChannelCommand::Join).await;
         }
     }
-    let senders = members.iter().enumerate().map(|(i, member)| {
-        let (p, channels) = (&p, &channels);
-        async move {
-            for n in 0..25 {
-                for channel in channels {
-                    p.send(*member, *channel, &format!("flood {n} from {i}"))
-                        .await;
-                }
+    let senders = members.iter().enumerate().map(|(i, member)| async move {
+        for n in 0..25 {
+            for channel in channels {
+                p.send(*member, *channel, &format!("flood {n} from {i}"))
+                    .await;
             }
         }
     });
-    let b1: u64 = b.delivered().iter().sum();
     let kill = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        b_task.abort();
-        b.delivered().iter().sum::<u64>()
+        tokio::time::sleep(after).await;
+        kill.await
     };
-    let (_, b_at_kill) =
-        futures_util::future::join(futures_util::future::join_all(senders), kill).await;
-    assert!(
-        b_at_kill > b1,
-        "b was consuming the flood when it was killed ({b1} before, {b_at_kill} at the kill)"
-    );
-    settle(&[&a], &[usize::from(N)]).await;
-    p.wait_projected().await;
+    futures_util::future::join(futures_util::future::join_all(senders), kill)
+        .await
+        .1
+}
 
-    for channel in &channels {
-        assert_channel_matches_log(&p, *channel).await;
+/// Everything applied once: each channel's rows equal the fold of its log
+/// (seqs 1..n, no duplicates), every partition drained, no dead letters.
+pub(super) async fn assert_all_applied_once(p: &Pipeline, channels: &[ChannelId]) {
+    p.wait_projected().await;
+    for channel in channels {
+        assert_channel_matches_log(p, *channel).await;
     }
     for q in 0..N {
         assert_eq!(
@@ -245,5 +222,4 @@ async fn partition_takeover_two_projectors_split_the_partitions_and_a_killed_one
         Some(0),
         "a killed projector dead-letters nothing"
     );
-    a_task.abort();
 }
