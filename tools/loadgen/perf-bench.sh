@@ -293,7 +293,7 @@ phase_rebuild() {
   psql -q -v ON_ERROR_STOP=1 "$read" -c "\\copy public.copy_messages FROM '$WORK/messages.tsv'" &
   pid=$!
   "$BIN/cpu-share" --seconds 3600 --while "$pid" --label "psql \\copy of rm.messages (psql is the load generator column)" \
-    --pg-db "${name}_read" --load-pid "$pid" >>"$cpu"
+    --pg-db "${name}_read" --load-comm psql >>"$cpu"
   wait "$pid" || fail "COPY failed"
   copy_secs=$(echo "$(now) - $started" | bc)
   {

@@ -111,6 +111,16 @@ impl Selector {
 }
 
 impl Snapshot {
+    /// This snapshot, plus the last ticks seen in `earlier` of every process
+    /// that has exited since (its parent reaped it, so /proc forgets it):
+    /// sampling often keeps what a process that ends inside the window used.
+    pub fn keeping_exited(mut self, earlier: Snapshot) -> Snapshot {
+        for (pid, seen) in earlier.processes {
+            self.processes.entry(pid).or_insert(seen);
+        }
+        self
+    }
+
     /// The shares used from `self` to `later`. A process that appeared in
     /// between counts from zero (it started inside the window).
     pub fn shares_until(&self, later: &Snapshot) -> Shares {

@@ -66,15 +66,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let before = selector.snapshot();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
-    match watched {
-        None => tokio::time::sleep_until(deadline).await,
-        Some(pid) => {
-            while running(pid) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+    // Sampled every 100 ms, so a process that exits inside the window (the
+    // watched one included) keeps all but its last 100 ms.
+    let mut last = selector.snapshot();
+    while tokio::time::Instant::now() < deadline && watched.is_none_or(running) {
+        let step = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+        tokio::time::sleep_until(step).await;
+        last = selector.snapshot().keeping_exited(last);
     }
-    let shares = before.shares_until(&selector.snapshot());
+    let shares = before.shares_until(&last);
     if header {
         println!("| window |{}", cpu::Shares::header());
         println!("|---|{}", cpu::Shares::alignment());
