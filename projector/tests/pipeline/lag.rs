@@ -15,12 +15,52 @@ fn gauge(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lag_gauges_grow_while_an_open_transaction_holds_readers_back() {
+    held_back_and_released(broker::Partitions::ONE).await;
+}
+
+/// With partitions the lag is measured from the furthest checkpoint any
+/// partition reached (a lower bound): a hold-back still shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lag_gauges_grow_while_held_back_with_partitions_too() {
+    held_back_and_released(broker::Partitions::new(4).expect("4")).await;
+}
+
+async fn held_back_and_released(partitions: broker::Partitions) {
     let metrics = service_kit::install_metrics();
-    let p = Pipeline::running().await;
+    let mut p = Pipeline::new().await;
+    p.start_relay_with(partitions);
+    p.start_projector_with(|mut c| {
+        c.partitions = partitions;
+        c
+    });
     let owner = UserId::new();
     let channel = p.create_channel(owner).await;
     p.send(owner, channel, "before").await;
     p.wait_projected().await;
+    if partitions.split() {
+        // One process alone holds every partition, and says so.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = metrics.render();
+            let held = (0..partitions.count())
+                .filter(|q| {
+                    let name = format!("projector_partition_active{{partition=\"{q}\"}}");
+                    gauge(&text, &name) == Some(1.0)
+                })
+                .count();
+            if held == usize::from(partitions.count())
+                && gauge(&text, "projector_members") == Some(1.0)
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a lone projector holds {held} of {} partitions",
+                partitions.count()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // An open transaction with an xid in the read database (a short one: every
     // whole-log reader in the cluster waits for it).
