@@ -27,6 +27,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Attempts before a command without `If-Match` gives up with 409.
 const MAX_ATTEMPTS: u32 = 25;
@@ -106,10 +107,14 @@ impl Writer {
                         continue;
                     }
                     let service = self.clone();
-                    tokio::spawn(async move {
-                        service.run_queued(queued).await;
-                        drop(turn);
-                    });
+                    let span = tracing::debug_span!("command_group", commands = queued.len());
+                    tokio::spawn(
+                        async move {
+                            service.run_queued(queued).await;
+                            drop(turn);
+                        }
+                        .instrument(span),
+                    );
                 }
             }
         }
