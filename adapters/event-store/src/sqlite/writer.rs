@@ -17,6 +17,9 @@
 //! out only after the commit returned, so an acknowledged append is durable.
 //! If the transaction fails as a whole (begin, a savepoint, the commit),
 //! nothing of the group is recorded and every caller gets the database error.
+//! A caller that stops waiting (its future dropped) does not withdraw a
+//! queued append: it may still be recorded, as an append whose answer was
+//! lost may be on PostgreSQL; idempotency keys cover the retry.
 
 use super::insert::{Append, append_in};
 use crate::accounts::{Credentials, RegisterError, classify_credentials};
