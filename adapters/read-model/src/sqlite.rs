@@ -10,6 +10,10 @@
 //! IMMEDIATE (taking the write lock at once), so no row locks are needed for
 //! `lock_positions`. WAL lets the readers read while the writer writes;
 //! `synchronous = FULL` makes a committed write survive a power cut.
+//!
+//! A rebuild's file is the exception (`open_scratch`, `bulk.rs`): it is
+//! thrown away unless the rebuild completes, so it is written without
+//! fsync, with its journal in memory and many rows to a statement.
 
 use crate::port::{
     ChannelAccess, DirectoryRow, MemberRow, MessageRow, MyChannelRow, ReadModel, ReadTransaction,
@@ -29,6 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
 
+mod bulk;
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Read connections beside the one writer.
@@ -47,6 +53,8 @@ pub struct SqliteReadModel {
 struct Files {
     live: PathBuf,
     dir: PathBuf,
+    /// The live file is a scratch one (`open_scratch`).
+    scratch: bool,
     /// Schemas other than the live one, attached on every connection; the
     /// flag says whether this process has created their tables.
     others: Mutex<BTreeMap<String, bool>>,
@@ -108,9 +116,22 @@ impl SqliteReadModel {
     /// Opens the live read model at `path` (creating the file and its
     /// tables); other schemas go beside it.
     pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        Self::open_with(path, false).await
+    }
+
+    /// Opens a read model in a throwaway file, such as a rebuild's, that a
+    /// crash may leave corrupt: it is written without fsync, its journal
+    /// kept in memory and its pages in a large cache. Whoever opens one
+    /// must discard the file unless it completed; a live model never is one.
+    pub async fn open_scratch(path: &Path) -> Result<Self, sqlx::Error> {
+        Self::open_with(path, true).await
+    }
+
+    async fn open_with(path: &Path, scratch: bool) -> Result<Self, sqlx::Error> {
         let files = Arc::new(Files {
             live: path.to_owned(),
             dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+            scratch,
             others: Mutex::new(BTreeMap::new()),
         });
         let options = SqliteConnectOptions::new()
@@ -126,7 +147,7 @@ impl SqliteReadModel {
             .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
-        create_tables(&writer, LIVE_SCHEMA).await?;
+        create_tables(&writer, LIVE_SCHEMA, scratch).await?;
         let reader = pool(READERS, &files, false).connect_with(options).await?;
         Ok(Self {
             writer,
@@ -173,7 +194,7 @@ impl SqliteReadModel {
             }
         };
         if create && !created {
-            create_tables(&self.writer, schema).await?;
+            create_tables(&self.writer, schema, false).await?;
             self.files
                 .others
                 .lock()
@@ -310,7 +331,16 @@ fn attach(
                 .bind(file)
                 .execute(&mut *conn)
                 .await?;
-            if writer {
+            if writer && files.scratch && schema == LIVE_SCHEMA {
+                for pragma in SCRATCH_PRAGMAS {
+                    sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.{pragma}")))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                sqlx::query("PRAGMA temp_store = MEMORY")
+                    .execute(&mut *conn)
+                    .await?;
+            } else if writer {
                 sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.synchronous = FULL")))
                     .execute(&mut *conn)
                     .await?;
@@ -320,13 +350,30 @@ fn attach(
     })
 }
 
-/// Creates the tables of `schema` (idempotent), in WAL mode.
-async fn create_tables(writer: &SqlitePool, schema: &str) -> Result<(), sqlx::Error> {
+/// A scratch file's settings on the writer: nothing waits for the disk
+/// (a crash may corrupt the file, which is then discarded), the rollback
+/// journal in memory (rollbacks still work), 64 MiB of page cache so a
+/// bulk load rarely reads back what it wrote.
+const SCRATCH_PRAGMAS: [&str; 3] = [
+    "synchronous = OFF",
+    "journal_mode = MEMORY",
+    "cache_size = -65536",
+];
+
+/// Creates the tables of `schema` (idempotent), in WAL mode unless it is
+/// a scratch file (whose connection keeps its journal in memory).
+async fn create_tables(
+    writer: &SqlitePool,
+    schema: &str,
+    scratch: bool,
+) -> Result<(), sqlx::Error> {
     let s = quote_ident(schema);
-    // WAL is kept in the file; switching needs no other connection on it.
-    sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.journal_mode = WAL")))
-        .execute(writer)
-        .await?;
+    if !scratch {
+        // WAL is kept in the file; switching needs no other connection on it.
+        sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.journal_mode = WAL")))
+            .execute(writer)
+            .await?;
+    }
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql(AssertSqlSafe(ddl(&s)))
         .execute(&mut *tx)
