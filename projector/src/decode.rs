@@ -26,10 +26,7 @@ pub fn decode_delivery(
 
 /// Checks an event read from the log itself (no broker in between) against
 /// its schema and decodes it: [`decode_delivery`] without the bytes.
-pub(crate) fn decode_logged(
-    recorded: &RecordedEvent,
-    schemas: &EventSchemas,
-) -> Result<Event, Poison> {
+pub fn decode_logged(recorded: &RecordedEvent, schemas: &EventSchemas) -> Result<Event, Poison> {
     let value =
         serde_json::to_value(recorded).map_err(|e| Poison(format!("not encodable: {e}")))?;
     schemas.check(&value).map_err(Poison)?;

@@ -26,7 +26,7 @@ pub use apply::{AppliedChange, ApplyError, Outcome, apply_batch, apply_event};
 pub use batch::{PendingBatch, apply_deliveries};
 pub use checkpoint::load as load_checkpoint;
 pub use consume::{ProjectorConfig, run};
-pub use decode::{Poison, decode_delivery};
+pub use decode::{Poison, decode_delivery, decode_logged};
 pub use partitions::PartitionView;
 pub use read_model::LIVE_PROJECTION;
 pub use tail::{DeadLetterTable, LogTailConfig, run_from_log};
