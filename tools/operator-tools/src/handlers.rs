@@ -90,7 +90,9 @@ pub(crate) async fn dlq(
     settings: &Settings,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let dlq = Dlq::open(&settings.amqp_url).await?;
+    // Malformed partitions refuse the command: a retry routed by a guess
+    // could land in the wrong partition's queue.
+    let dlq = Dlq::open(&settings.amqp_url, broker::Partitions::from_env()?).await?;
     let result = dlq_command(&dlq, command, out).await;
     dlq.close().await;
     result

@@ -6,18 +6,27 @@
 //! `retry` republishes a dead letter to `chat.exchange` with its original
 //! routing key and properties on a confirm-mode channel, and acks (removes)
 //! it from the dead letters only after RabbitMQ confirmed the copy.
+//!
+//! With projector partitions the letter still carries the `chat-partition`
+//! header it was first published with, computed from the partition count of
+//! that day. If the count changed since, that header names the wrong queue
+//! (the stream's order would split across two) or none at all. So the retry
+//! stamps the header afresh from the current count and the event's stream,
+//! publishes mandatory, and counts a copy RabbitMQ returned (no queue took
+//! it) as a failure: the letter stays in the dead letters, never lost.
 
 mod letter;
 
 pub use letter::{DEAD_LETTER_HEADERS, DeadLetter, detail, table_to_json};
 
+use broker::Partitions;
 use broker::lapin::message::Delivery;
 use broker::lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions,
 };
-use broker::lapin::types::{FieldTable, ShortString};
-use broker::lapin::{Channel, Connection};
+use broker::lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use broker::lapin::{Channel, Confirmation, Connection};
 
 /// Most messages one command browses (all are held unacked meanwhile).
 pub const MAX_BROWSE: usize = 100_000;
@@ -35,6 +44,12 @@ pub enum DlqError {
     NoRoutingKey(String),
     #[error("RabbitMQ did not confirm the retry of {0}; it stays in the dead letters")]
     NotConfirmed(String),
+    #[error("no queue took the retry of {0} (routing key {1}); it stays in the dead letters")]
+    Unroutable(String, String),
+    #[error(
+        "dead letter {0} names no stream (its body has no stream_id), so its partition is unknown; it stays in the dead letters"
+    )]
+    NoStream(String),
 }
 
 /// A browsed message and its summary.
@@ -48,14 +63,16 @@ pub struct Dlq {
     connection: Connection,
     browse: Channel,
     publish: Channel,
+    partitions: Partitions,
 }
 
 impl Dlq {
-    /// Connects and declares the topology (idempotent), so the queue exists.
-    pub async fn open(amqp_url: &str) -> Result<Self, DlqError> {
+    /// Connects and declares the topology with `partitions` (idempotent), so
+    /// the queues exist; retries are routed by that count.
+    pub async fn open(amqp_url: &str, partitions: Partitions) -> Result<Self, DlqError> {
         let connection = broker::connect(amqp_url, "chat-dlq").await?;
         let browse = connection.create_channel().await?;
-        broker::declare_events(&browse).await?;
+        broker::declare_partitioned(&browse, partitions).await?;
         browse.basic_qos(256, BasicQosOptions::default()).await?;
         let publish = connection.create_channel().await?;
         publish
@@ -65,6 +82,7 @@ impl Dlq {
             connection,
             browse,
             publish,
+            partitions,
         })
     }
 
@@ -110,7 +128,12 @@ impl Dlq {
                         .await?;
                     retried.push(b.letter);
                 }
-                Err(e @ (DlqError::NoRoutingKey(_) | DlqError::NotConfirmed(_))) => failed.push(e),
+                Err(
+                    e @ (DlqError::NoRoutingKey(_)
+                    | DlqError::NotConfirmed(_)
+                    | DlqError::Unroutable(..)
+                    | DlqError::NoStream(_)),
+                ) => failed.push(e),
                 Err(e) => return Err(e),
             }
         }
@@ -189,39 +212,61 @@ impl Dlq {
         Ok(())
     }
 
-    /// Publishes a dead letter's copy to `chat.exchange` and waits for the confirm.
+    /// Publishes a dead letter's copy to `chat.exchange`, its partition
+    /// stamped afresh, and waits for the confirm; a returned copy fails.
     async fn republish(&self, b: &Browsed) -> Result<(), DlqError> {
         let routing_key = b
             .letter
             .routing_key
             .clone()
             .ok_or_else(|| DlqError::NoRoutingKey(b.letter.id.clone()))?;
-        let mut properties = b.delivery.properties.clone();
-        if let Some(headers) = properties.headers().clone() {
-            let kept: FieldTable = headers
-                .inner()
-                .iter()
-                .filter(|(k, _)| !DEAD_LETTER_HEADERS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into();
-            properties = properties.with_headers(kept);
+        let headers = b.delivery.properties.headers().clone().unwrap_or_default();
+        let mut kept: FieldTable = headers
+            .inner()
+            .iter()
+            .filter(|(k, _)| {
+                !DEAD_LETTER_HEADERS.contains(&k.as_str()) && k.as_str() != broker::PARTITION_HEADER
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
+        if self.partitions.split() {
+            let stream = stream_of(&b.delivery.data)
+                .ok_or_else(|| DlqError::NoStream(b.letter.id.clone()))?;
+            kept.insert(
+                broker::PARTITION_HEADER.into(),
+                AMQPValue::LongString(LongString::from(
+                    self.partitions.of_stream(&stream).to_string(),
+                )),
+            );
         }
+        let properties = b.delivery.properties.clone().with_headers(kept);
         let confirm = self
             .publish
             .basic_publish(
                 broker::EVENTS_EXCHANGE.into(),
-                ShortString::from(routing_key),
-                BasicPublishOptions::default(),
+                ShortString::from(routing_key.clone()),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &b.delivery.data,
                 properties,
             )
             .await?
             .await?;
-        if confirm.is_ack() {
-            Ok(())
-        } else {
-            Err(DlqError::NotConfirmed(b.letter.id.clone()))
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                Err(DlqError::Unroutable(b.letter.id.clone(), routing_key))
+            }
+            _ => Err(DlqError::NotConfirmed(b.letter.id.clone())),
         }
     }
+}
+
+/// The envelope's `stream_id`, which decides its partition.
+fn stream_of(body: &[u8]) -> Option<String> {
+    let envelope: serde_json::Value = serde_json::from_slice(body).ok()?;
+    envelope.get("stream_id")?.as_str().map(str::to_owned)
 }

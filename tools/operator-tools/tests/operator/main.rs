@@ -10,6 +10,7 @@ mod helpers;
 mod behaviour;
 mod cli;
 mod dlq;
+mod dlq_partitions;
 mod embedded;
 mod rebuild_fold;
 mod rebuild_interrupt;
