@@ -7,7 +7,9 @@
 //! batch. The behaviour under test is the relay's, not the broker's.
 //!
 //! Random schedules of appends (to a few streams), rounds (each with a
-//! broker fault or none) and restarts. After every step: the checkpoint
+//! broker fault or none), restarts, and crashes that lose the newest
+//! checkpoint writes (they commit without a WAL flush), after which the
+//! relay re-publishes from an older checkpoint. After every step: the checkpoint
 //! never moves back, and every event at or before it (in commit order) is
 //! stored by the broker; each relay term publishes in strictly increasing
 //! commit order, starting right after the checkpoint it loaded. At the end
@@ -43,6 +45,10 @@ enum Step {
     Round(Fault),
     /// The relay dies and a new term starts from the checkpoint.
     Restart,
+    /// Postgres crashed and lost the newest checkpoint writes (they commit
+    /// without waiting for the WAL flush): the checkpoint is back at an
+    /// older value it held, and the relay restarts from there.
+    CheckpointLost,
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -59,6 +65,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..STREAMS, 1..=3usize).prop_map(|(stream, count)| Step::Append { stream, count }),
         4 => fault().prop_map(Step::Round),
         1 => Just(Step::Restart),
+        1 => Just(Step::CheckpointLost),
     ]
 }
 
@@ -136,6 +143,8 @@ struct Relay {
     term: u32,
     /// The first event the current term published, if it did.
     term_started: bool,
+    /// The batch read ahead by the last round.
+    ahead: Option<Vec<RecordedEvent>>,
 }
 
 async fn run_case(
@@ -160,8 +169,11 @@ async fn run_case(
         cursor: load_checkpoint(pool).await.expect("checkpoint"),
         term: 0,
         term_started: false,
+        ahead: None,
     };
     let mut checkpoint = relay.cursor;
+    // Every value the checkpoint held, oldest first (what a crash goes back to).
+    let mut held = vec![checkpoint];
     let mut n = 0;
     for step in steps {
         match step {
@@ -183,8 +195,25 @@ async fn run_case(
                 round_checked(pool, &store, *batch_size, &mut relay, &mut broker).await?;
             }
             Step::Restart => restart(pool, &mut relay, &mut broker).await,
+            Step::CheckpointLost => {
+                let older = held[held.len().saturating_sub(3)];
+                sqlx::query(
+                    "UPDATE relay_checkpoints SET transaction_id = $1, global_position = $2 WHERE name = $3",
+                )
+                .bind(older.transaction_id as i64)
+                .bind(older.global_position)
+                .bind(RELAY_NAME)
+                .execute(pool)
+                .await
+                .expect("roll the checkpoint back");
+                checkpoint = load_checkpoint(pool).await.expect("checkpoint");
+                restart(pool, &mut relay, &mut broker).await;
+            }
         }
         checkpoint = check(pool, &logged, &broker, checkpoint).await?;
+        if held.last() != Some(&checkpoint) {
+            held.push(checkpoint);
+        }
     }
     // The end: rounds without faults until the broker has the whole log
     // (other tests' open transactions may hold the newest rows back a while).
@@ -218,6 +247,7 @@ async fn restart(pool: &PgPool, relay: &mut Relay, broker: &mut SimBroker) {
     relay.cursor = load_checkpoint(pool).await.expect("checkpoint");
     relay.term += 1;
     relay.term_started = false;
+    relay.ahead = None;
     broker.term = relay.term;
 }
 
@@ -230,7 +260,15 @@ async fn round_checked(
     broker: &mut SimBroker,
 ) -> Result<(), TestCaseError> {
     let before = broker.stored.len();
-    let result = round(pool, store, relay.cursor, batch_size, broker).await;
+    let result = round(
+        pool,
+        store,
+        relay.cursor,
+        &mut relay.ahead,
+        batch_size,
+        broker,
+    )
+    .await;
     // What this round sent that the broker kept: in commit order, and, as
     // the term's first, right after the checkpoint the term started from.
     let sent: Vec<Cursor> = broker.stored[before..]
