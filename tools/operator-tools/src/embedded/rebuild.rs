@@ -6,17 +6,20 @@
 //!    with its process), remove what an interrupted run left, and open the
 //!    fresh file `read-rm_rebuild.db` as a read model of its own. Its writes
 //!    lock only that file, so the live projector of a `chat up` beside the
-//!    rebuild never waits on the bulk phase.
-//! 2. Bulk: pages of the log in commit order, decoded and checked as the
-//!    live projector does, folded through `projector::apply_batch`, one
-//!    transaction per page. An event the live projector would dead-letter is
-//!    skipped, as it is there.
+//!    rebuild never waits on the bulk phase. The file is scratch (no fsync,
+//!    journal in memory): a crash leaves it to the next run, which removes it.
+//! 2. Bulk: pages of the log in commit order, fetched and decoded (checked
+//!    as the live projector checks) ahead of the writer (`pages.rs`), folded
+//!    through `projector::apply_batch` into a bulk transaction (many rows to
+//!    a statement), one transaction per page. An event the live projector
+//!    would dead-letter is skipped, as it is there.
 //! 3. Catch up without any lock on the live model until a pass finds little.
 //! 4. Switch: read the log to its end into the rebuild, then one IMMEDIATE
 //!    transaction on a connection with both files attached: if the live
 //!    projector has meanwhile applied past the rebuild (it can only have
 //!    moved in the moment between), give the lock back and catch up again;
-//!    else replace every live table's rows with the rebuild's, and commit.
+//!    else replace every live table's rows with the rebuild's, and commit
+//!    (`switch.rs`, which says why this copy and no cheaper swap).
 //!    WAL readers see the old rows until that commit and the new ones after.
 //!    The live checkpoints stay as they are (as on the services path): the
 //!    live projector resumes from its own, finds what the rebuild applied
@@ -26,18 +29,23 @@
 //! Nothing writes the live file before the switch's one transaction, so an
 //! interrupted rebuild leaves it as it was. Replayed events announce nothing.
 
+mod pages;
+mod switch;
+
 use crate::progress::Progress;
 use crate::rebuild::{Projection, RebuildOptions, RebuildReport};
 use domain::Event;
 use event_store::{Cursor, EventLog, LogFilter, RecordedEvent};
+use pages::Decoded;
 use projector::{EventSchemas, Outcome};
-use read_model::{LIVE_SCHEMA, ReadModel, SqliteReadModel, quote_ident};
+use read_model::{LIVE_SCHEMA, SqliteReadModel};
 use service_kit::DataDir;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use sqlx::Connection;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// The tables whose rows the switch replaces (the model; the checkpoints
 /// and the dead letters are the live projector's own).
@@ -49,9 +57,6 @@ pub const MODEL_TABLES: [&str; 6] = [
     "messages",
     "stream_positions",
 ];
-
-/// Attempts to switch before giving up on a live projector that keeps ahead.
-const SWITCH_ATTEMPTS: u32 = 20;
 
 /// Why a rebuild failed. The live model is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,8 @@ pub enum RebuildError {
     Schemas(String),
     #[error("applying the log: {0}")]
     Apply(projector::ApplyError),
+    #[error("the task decoding the log's pages failed")]
+    Decoder,
     #[error("the live projector kept ahead of the rebuild through {0} attempts to switch")]
     Overtaken(u32),
     #[error("stopped after {0} pages, as asked")]
@@ -99,10 +106,10 @@ pub async fn rebuild(
     let started = Instant::now();
     let page_size = options.page_size.max(1);
     let _lock = lock(data, projection).await?;
-    let schemas = EventSchemas::load().map_err(RebuildError::Schemas)?;
+    let schemas = Arc::new(EventSchemas::load().map_err(RebuildError::Schemas)?);
     let file = rebuild_file(data, projection);
     remove_files(&file)?;
-    let model = SqliteReadModel::open(&file).await?;
+    let model = SqliteReadModel::open_scratch(&file).await?;
     let mut build = Build {
         model,
         log,
@@ -137,7 +144,7 @@ struct Build<'a> {
     /// The rebuild's file, opened as a read model of its own (its live schema).
     model: SqliteReadModel,
     log: &'a dyn EventLog,
-    schemas: EventSchemas,
+    schemas: Arc<EventSchemas>,
     /// The last event read from the log.
     cursor: Cursor,
     report: RebuildReport,
@@ -155,19 +162,7 @@ impl Build<'_> {
     ) -> Result<(), RebuildError> {
         let head = self.log.head().await.map_err(RebuildError::Log)?;
         progress.set_length(head.global_position.max(0) as u64);
-        loop {
-            let read = self.page(page_size).await?;
-            progress.inc(read as u64);
-            if options
-                .stop_after_pages
-                .is_some_and(|n| self.report.pages >= n)
-            {
-                return Err(RebuildError::Stopped(self.report.pages));
-            }
-            if read < page_size {
-                break;
-            }
-        }
+        self.bulk(options, page_size, progress).await?;
 
         let catch_up = Instant::now();
         for _ in 0..100 {
@@ -182,13 +177,49 @@ impl Build<'_> {
         progress.set_message("switching");
         let switching = Instant::now();
         let file = rebuild_file(data, projection);
-        let mut conn = connect(&data.read_file(), &file, projection.rebuild_schema).await?;
+        let mut conn = switch::connect(&data.read_file(), &file, projection.rebuild_schema).await?;
         let switched = self
             .switch(&mut conn, projection, page_size, progress)
             .await;
         let _ = conn.close().await;
         self.report.phases.switch = switching.elapsed();
         switched
+    }
+
+    /// The bulk phase: pages from the start of the log until a short one,
+    /// fetched and decoded ahead (`pages.rs`) while this task writes.
+    async fn bulk(
+        &mut self,
+        options: &RebuildOptions,
+        page_size: usize,
+        progress: &Progress,
+    ) -> Result<(), RebuildError> {
+        // One page waits decoded (or decoding) while the next is fetched.
+        let (ahead, mut incoming) = mpsc::channel(1);
+        let fetch = pages::fetch_ahead(
+            self.log,
+            self.schemas.clone(),
+            self.cursor,
+            page_size,
+            ahead,
+        );
+        let write = async move {
+            while let Some(decoding) = incoming.recv().await {
+                let decoded = decoding?.await.map_err(|_| RebuildError::Decoder)?;
+                let read = self.write_page(decoded).await?;
+                progress.inc(read as u64);
+                if options
+                    .stop_after_pages
+                    .is_some_and(|n| self.report.pages >= n)
+                {
+                    return Err(RebuildError::Stopped(self.report.pages));
+                }
+            }
+            Ok(())
+        };
+        // The fetcher ends when the writer stops (its channel closes).
+        let ((), written) = tokio::join!(fetch, write);
+        written
     }
 
     /// Reads the page after the cursor and applies it; returns its length.
@@ -200,32 +231,30 @@ impl Build<'_> {
             .read_all(self.cursor, limit, &LogFilter::default())
             .await
             .map_err(RebuildError::Log)?;
-        self.report.phases.read += fetching.elapsed();
-        let Some(next) = page.last().map(RecordedEvent::cursor) else {
+        let fetching = fetching.elapsed();
+        let decoded = Decoded {
+            fetching,
+            ..pages::decode_page(page, &self.schemas)
+        };
+        self.write_page(decoded).await
+    }
+
+    /// Applies a decoded page and moves the cursor past it; returns its length.
+    async fn write_page(&mut self, page: Decoded) -> Result<usize, RebuildError> {
+        let phases = &mut self.report.phases;
+        phases.read += page.fetching;
+        phases.fold += page.decoding;
+        let Some(next) = page.next else {
             return Ok(0);
         };
-        let read = page.len();
-        let decoding = Instant::now();
-        let mut decoded = Vec::with_capacity(read);
-        for recorded in page {
-            // The live projector's decision: the envelope's bytes against
-            // its schema, then the domain's decoding.
-            let event = serde_json::to_vec(&recorded)
-                .ok()
-                .and_then(|body| projector::decode_delivery(&body, &self.schemas).ok());
-            match event {
-                Some((_, event)) => decoded.push((recorded, event)),
-                None => self.report.skipped += 1,
-            }
-        }
-        self.report.phases.fold += decoding.elapsed();
         let writing = Instant::now();
-        self.apply(&decoded).await?;
+        self.apply(&page.items).await?;
         self.report.phases.write += writing.elapsed();
         self.cursor = next;
-        self.report.events += read as u64;
+        self.report.skipped += page.skipped;
+        self.report.events += page.read as u64;
         self.report.pages += 1;
-        Ok(read)
+        Ok(page.read)
     }
 
     /// Applies decoded events in one transaction; one that can never apply
@@ -235,7 +264,7 @@ impl Build<'_> {
         let mut rest = items;
         while !rest.is_empty() {
             let refs: Vec<(&RecordedEvent, &Event)> = rest.iter().map(|(r, e)| (r, e)).collect();
-            let mut tx = self.model.begin(LIVE_SCHEMA).await?;
+            let mut tx = self.model.begin_bulk(LIVE_SCHEMA).await?;
             match projector::apply_batch(&mut *tx, self.log, &refs).await {
                 Ok(outcomes) => {
                     tx.commit().await?;
@@ -245,7 +274,7 @@ impl Build<'_> {
                 Err((Some(index), _)) => {
                     drop(tx);
                     if index > 0 {
-                        let mut tx = self.model.begin(LIVE_SCHEMA).await?;
+                        let mut tx = self.model.begin_bulk(LIVE_SCHEMA).await?;
                         let outcomes = projector::apply_batch(&mut *tx, self.log, &refs[..index])
                             .await
                             .map_err(|(_, e)| RebuildError::Apply(e))?;
@@ -269,101 +298,6 @@ impl Build<'_> {
             }
         }
     }
-
-    /// Reads the log to its end into the rebuild, then replaces the live
-    /// rows in one transaction unless the live projector got further meanwhile.
-    async fn switch(
-        &mut self,
-        conn: &mut SqliteConnection,
-        p: Projection,
-        page_size: usize,
-        progress: &Progress,
-    ) -> Result<(), RebuildError> {
-        let (live, rebuilt) = (quote_ident(LIVE_SCHEMA), quote_ident(p.rebuild_schema));
-        for _ in 0..SWITCH_ATTEMPTS {
-            loop {
-                let read = self.page(page_size).await?;
-                progress.inc(read as u64);
-                self.report.tail_events += read as u64;
-                if read == 0 {
-                    break;
-                }
-            }
-            let waited = Instant::now();
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            self.report.phases.lock_wait += waited.elapsed();
-            let applied: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT transaction_id, global_position FROM {live}.checkpoints WHERE projection = $1"
-            )))
-            .bind(p.checkpoint)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let ours = (
-                i64::try_from(self.cursor.transaction_id).unwrap_or(i64::MAX),
-                self.cursor.global_position,
-            );
-            if applied.is_some_and(|live| live > ours) {
-                tx.rollback().await?;
-                continue;
-            }
-            for table in MODEL_TABLES {
-                let columns: Vec<String> =
-                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1, $2) ORDER BY cid")
-                        .bind(table)
-                        .bind(p.rebuild_schema)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                let columns = columns
-                    .iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let t = quote_ident(table);
-                sqlx::query(AssertSqlSafe(format!("DELETE FROM {live}.{t}")))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO {live}.{t} ({columns}) SELECT {columns} FROM {rebuilt}.{t}"
-                )))
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            return Ok(());
-        }
-        Err(RebuildError::Overtaken(SWITCH_ATTEMPTS))
-    }
-}
-
-/// One connection with the live file and the rebuild's attached under
-/// their schema names, for the switch.
-async fn connect(
-    live: &Path,
-    rebuild: &Path,
-    rebuild_schema: &str,
-) -> Result<SqliteConnection, sqlx::Error> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(":memory:")
-        // Attached files inherit the main database's open flags.
-        .create_if_missing(true)
-        // The live projector of a `chat up` may hold the write lock for a moment.
-        .busy_timeout(Duration::from_secs(10))
-        .connect()
-        .await?;
-    for (schema, path) in [(LIVE_SCHEMA, live), (rebuild_schema, rebuild)] {
-        let file = path.to_str().ok_or_else(|| {
-            sqlx::Error::Configuration(format!("{} is not UTF-8", path.display()).into())
-        })?;
-        let s = quote_ident(schema);
-        sqlx::query(AssertSqlSafe(format!("ATTACH DATABASE $1 AS {s}")))
-            .bind(file)
-            .execute(&mut conn)
-            .await?;
-        sqlx::query(AssertSqlSafe(format!("PRAGMA {s}.synchronous = FULL")))
-            .execute(&mut conn)
-            .await?;
-    }
-    Ok(conn)
 }
 
 /// Takes the data directory's rebuild lock for `p`; a rebuild killed a
