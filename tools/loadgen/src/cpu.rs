@@ -34,8 +34,10 @@ pub struct Selector {
 
 /// CPU ticks per process and of the whole machine at one instant.
 pub struct Snapshot {
-    /// pid → (group index, utime + stime ticks).
-    processes: HashMap<u32, (usize, u64)>,
+    /// (pid, start time) → (group index, utime + stime ticks). The start
+    /// time tells a reused pid from the process that had it before (pids
+    /// wrap at 32768 here, within seconds while the machine compiles).
+    processes: HashMap<(u32, u64), (usize, u64)>,
     /// All cores' ticks (busy and idle) since boot, from /proc/stat.
     machine_total: u64,
     /// All cores' busy ticks since boot.
@@ -70,11 +72,11 @@ impl Selector {
                 continue;
             };
             // A process may exit between the listing and the read: skip it.
-            let Some((comm, ticks)) = process_ticks(pid) else {
+            let Some((comm, started, ticks)) = process_ticks(pid) else {
                 continue;
             };
             if let Some(group) = self.group_of(pid, &comm) {
-                processes.insert(pid, (group, ticks));
+                processes.insert((pid, started), (group, ticks));
             }
         }
         Snapshot {
@@ -115,8 +117,8 @@ impl Snapshot {
     /// that has exited since (its parent reaped it, so /proc forgets it):
     /// sampling often keeps what a process that ends inside the window used.
     pub fn keeping_exited(mut self, earlier: Snapshot) -> Snapshot {
-        for (pid, seen) in earlier.processes {
-            self.processes.entry(pid).or_insert(seen);
+        for (process, seen) in earlier.processes {
+            self.processes.entry(process).or_insert(seen);
         }
         self
     }
@@ -130,8 +132,8 @@ impl Snapshot {
             .max(1) as f64;
         let busy = later.machine_busy.saturating_sub(self.machine_busy) as f64;
         let mut groups = [0.0; GROUPS.len()];
-        for (pid, &(group, ticks)) in &later.processes {
-            let before = self.processes.get(pid).map_or(0, |&(_, t)| t);
+        for (process, &(group, ticks)) in &later.processes {
+            let before = self.processes.get(process).map_or(0, |&(_, t)| t);
             groups[group] += ticks.saturating_sub(before) as f64 / total;
         }
         let known: f64 = groups.iter().sum();
@@ -170,18 +172,20 @@ impl Shares {
     }
 }
 
-/// (command name, utime + stime) of a process, from /proc/PID/stat.
-fn process_ticks(pid: u32) -> Option<(String, u64)> {
+/// (command name, start time, utime + stime) of a process, from /proc/PID/stat.
+fn process_ticks(pid: u32) -> Option<(String, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: split after it.
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_owned();
     let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // Fields after the name start at field 3 (state): utime is 14, stime 15.
+    // Fields after the name start at field 3 (state): utime is 14, stime
+    // 15, starttime 22.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
+    let started: u64 = fields.get(19)?.parse().ok()?;
+    Some((comm, started, utime + stime))
 }
 
 /// (all ticks, busy ticks) of every core since boot.
