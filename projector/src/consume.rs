@@ -286,9 +286,7 @@ impl Projector {
         };
         let (read, announcer) = (self.read.clone(), announcer.clone());
         tokio::spawn(async move {
-            for change in &messages {
-                notify_offline_members(read.as_ref(), presence.as_ref(), &announcer, change).await;
-            }
+            notify_offline_members(read.as_ref(), presence.as_ref(), &announcer, &messages).await;
             drop(permit);
         });
     }
@@ -324,7 +322,6 @@ impl Projector {
         if let Some(cursor) = cursor {
             self.set_applied(cursor);
         }
-        crate::checkpoint::record_lag(self.log.as_ref(), self.applied()).await;
         Ok(changes)
     }
 
