@@ -9,6 +9,10 @@ mod tls;
 mod up;
 
 use clap::{Parser, Subcommand};
+
+/// Frees and allocates for every frame and row: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// An event-sourced chat backend.
