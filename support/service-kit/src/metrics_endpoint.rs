@@ -89,7 +89,15 @@ const COUNTERS: &[(&str, &str)] = &[
     ("commands_total", "commands by outcome"),
     (
         "command_retries_total",
-        "command attempts retried after a conflict",
+        "command groups retried after a conflict",
+    ),
+    (
+        "projector_rebalances_total",
+        "times this projector saw the member slots change and handed over partitions it does not prefer",
+    ),
+    (
+        "projector_handovers_total",
+        "partitions this projector handed over to the member that prefers them",
     ),
     (
         "rate_limit_checks_total",
@@ -197,6 +205,14 @@ const GAUGES: &[(&str, &str)] = &[
         "projector_lag_seconds",
         "age of the last event the projector applied, when applied",
     ),
+    (
+        "projector_partition_active",
+        "1 for each partition this projector holds (by partition)",
+    ),
+    (
+        "projector_members",
+        "projector processes holding a member slot, as this one last saw them",
+    ),
     ("ws_connections", "open WebSocket connections"),
     ("ws_subscriptions", "open channel subscriptions"),
 ];
@@ -206,6 +222,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
         "HTTP request latency by method, route and status",
     ),
     ("projector_batch_size", "events per projector transaction"),
+    (
+        "command_group_size",
+        "commands decided and appended together on one stream",
+    ),
     (
         "ws_push_latency_seconds",
         "from a message's commit in the log to its push to this gateway's sockets",
