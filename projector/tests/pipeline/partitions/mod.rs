@@ -172,12 +172,11 @@ pub(super) fn since(view: &PartitionView, before: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// Members join every channel, then each sends `rounds` messages into every
-/// channel while `kill` runs `after` into the flood; returns what `kill` did.
+/// Members join every channel, then each sends 25 messages into every
+/// channel while `kill` runs beside the flood; returns what `kill` did.
 pub(super) async fn flood_while<T>(
     p: &Pipeline,
     channels: &[ChannelId],
-    after: Duration,
     kill: impl std::future::Future<Output = T>,
 ) -> T {
     let members: Vec<UserId> = (0..4).map(|_| UserId::new()).collect();
@@ -194,10 +193,6 @@ pub(super) async fn flood_while<T>(
             }
         }
     });
-    let kill = async {
-        tokio::time::sleep(after).await;
-        kill.await
-    };
     futures_util::future::join(futures_util::future::join_all(senders), kill)
         .await
         .1

@@ -79,7 +79,12 @@ async fn partition_takeover_two_projectors_split_the_partitions_and_a_killed_one
     .await;
 
     let b1: u64 = b.delivered().iter().sum();
-    let b_at_kill = flood_while(&p, &channels, Duration::from_millis(400), async {
+    // Killed once it has taken some of the flood (however slow the machine).
+    let b_at_kill = flood_while(&p, &channels, async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while b.delivered().iter().sum::<u64>() <= b1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         b_task.abort();
         b.delivered().iter().sum::<u64>()
     })
@@ -152,8 +157,7 @@ async fn partition_takeover_a_projector_process_killed_with_sigkill_hands_its_pa
         .map(|c| c.0)
         .collect();
 
-    let applied_by_other_at_kill = flood_while(&p, &channels, Duration::from_millis(400), async {
-        other.kill();
+    let applied_by_them = || async {
         let flood: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM rm.messages WHERE channel_id = ANY($1) AND content LIKE 'flood%'",
         )
@@ -162,6 +166,15 @@ async fn partition_takeover_a_projector_process_killed_with_sigkill_hands_its_pa
         .await
         .expect("count");
         flood
+    };
+    // Killed once it has applied some of the flood (however slow the machine).
+    let applied_by_other_at_kill = flood_while(&p, &channels, async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while applied_by_them().await == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        other.kill();
+        applied_by_them().await
     })
     .await;
     assert!(
